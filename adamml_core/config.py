@@ -1,0 +1,351 @@
+"""Typed experiment configuration.
+
+Two steps, so that errors come before any work:
+
+1. :func:`load_config` reads YAML/TOML, applies ``a.b=value`` overrides and
+   validates the *structure* with pydantic (``extra="forbid"`` catches typos).
+2. :func:`resolve_config` checks every component name against the registries
+   and validates each plugin's ``options`` with the plugin's own model.
+
+Both raise :class:`ConfigError`, whose message names the field path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from adamml_core.registry import ComponentOptionsError, RegistryError
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the field path."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentSpec(StrictModel):
+    """A registered component by name, with options validated by that component's own model."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetConfig(StrictModel):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    allow_missing: bool = Field(
+        False, description="train on the videos that exist when some annotated ones are missing (reported, never silent)"
+    )
+    on_error: Literal["skip", "substitute", "raise"] = Field(
+        "substitute",
+        description="a video that cannot be decoded: skip it, substitute zeros (and count it), or stop",
+    )
+
+
+class SamplingConfig(StrictModel):
+    train_segments: PositiveInt = 5
+    test_segments: PositiveInt = 10
+    frames_per_segment: PositiveInt = 8
+    frame_stride: PositiveInt = 4
+    decode_short_side: PositiveInt = Field(256, description="frames are decoded with this shorter side")
+
+
+class RecognitionConfig(StrictModel):
+    backbone: ComponentSpec | None = Field(None, description="default: the modality's own default backbone")
+    checkpoint: Path | None = Field(None, description="unimodal weights to start from (local file)")
+
+
+class PolicyConfig(StrictModel):
+    backbones: dict[str, ComponentSpec] = Field(
+        default_factory=dict, description="per modality; default: the modality's default policy backbone"
+    )
+    proxies: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="per modality, the proxy the policy sees instead of the modality (null: the modality itself); "
+        "default: the modality's default proxy",
+    )
+    mlp_dim: PositiveInt = 2048
+    hidden_size: PositiveInt = 256
+    initial_temperature: PositiveFloat = 5.0
+    temperature_decay: PositiveFloat = 0.965
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="inference: select when P(select) >= threshold (budget knob); null: argmax"
+    )
+
+
+class LossConfig(StrictModel):
+    efficiency_weights: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict, description="lambda_k per modality; a modality left out gets 1.0"
+    )
+    gamma: NonNegativeFloat = 10.0
+
+
+class OptimizerConfig(StrictModel):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: PositiveFloat = 0.01
+    momentum: NonNegativeFloat = 0.9
+    weight_decay: NonNegativeFloat = 1e-4
+    milestones: list[NonNegativeInt] = Field(default_factory=list, description="epochs at which lr is multiplied by lr_decay")
+    lr_decay: PositiveFloat = 0.1
+
+
+class StageConfig(StrictModel):
+    epochs: NonNegativeInt
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+
+
+class AlternatingConfig(StrictModel):
+    epochs: NonNegativeInt = 20
+    recognition_optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(name="sgd", lr=0.001, milestones=[10, 15])
+    )
+    policy_optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(name="adam", lr=0.01, milestones=[10, 15])
+    )
+    policy_passes: PositiveInt = Field(1, description="policy passes per alternating round (paper: 1)")
+    policy_holdout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of the training set kept from the recognition networks for policy passes"
+    )
+
+
+Stage = Literal["unimodal", "warmup", "alternating", "finetune"]
+
+
+class TrainConfig(StrictModel):
+    stages: list[Stage] = Field(default_factory=lambda: ["unimodal", "warmup", "alternating", "finetune"])
+    batch_size: PositiveInt = 72
+    eval_batch_size: PositiveInt | None = None
+    unimodal: StageConfig = Field(
+        default_factory=lambda: StageConfig(epochs=60, optimizer=OptimizerConfig(lr=0.01, milestones=[20, 40, 50]))
+    )
+    warmup: StageConfig = Field(default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(lr=0.001)))
+    alternating: AlternatingConfig = Field(default_factory=AlternatingConfig)
+    finetune: StageConfig = Field(default_factory=lambda: StageConfig(epochs=10, optimizer=OptimizerConfig(lr=0.001)))
+    fused_average: Literal["segments", "selected"] = Field(
+        "segments", description="average fused logits over all segments (paper) or only over segments that selected something"
+    )
+    policy_batchnorm: Literal["train", "eval", "recalibrate"] = Field(
+        "train", description="policy BatchNorm during policy passes: train mode (paper), frozen eval mode, or re-estimated after each pass"
+    )
+    grad_clip: PositiveFloat | None = None
+    log_every: PositiveInt = 10
+
+
+class RuntimeConfig(StrictModel):
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    workers: NonNegativeInt = 2
+    seed: int = 0
+    deterministic: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda", "mps") and not value.startswith("cuda:"):
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+class PluginsConfig(StrictModel):
+    block: list[str] = Field(default_factory=list, description="entry-point names of plugins not to load")
+
+
+class ExperimentConfig(StrictModel):
+    name: str = "experiment"
+    dataset: DatasetConfig
+    modalities: list[str] = Field(min_length=1)
+    modality_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    recognition: dict[str, RecognitionConfig] = Field(default_factory=dict)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    fusion: ComponentSpec
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    output_dir: Path = Path("runs/experiment")
+
+    @field_validator("modalities")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"modalities must be distinct, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_are_modalities(self) -> "ExperimentConfig":
+        used = set(self.modalities)
+        for section, keys in (
+            ("modality_options", self.modality_options),
+            ("recognition", self.recognition),
+            ("policy.backbones", self.policy.backbones),
+            ("policy.proxies", self.policy.proxies),
+            ("loss.efficiency_weights", self.loss.efficiency_weights),
+        ):
+            stray = sorted(set(keys) - used)
+            if stray:
+                raise ValueError(f"{section} names {stray}, which are not in modalities {self.modalities}")
+        return self
+
+    def efficiency_weight(self, modality: str) -> float:
+        return self.loss.efficiency_weights.get(modality, 1.0)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides in place; values are parsed as YAML (``[rgb,audio]`` is a list)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form key.path=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override '{item}': value is not valid YAML: {exc}") from None
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<config>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def validate_config(data: dict[str, Any]) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    data = read_config_file(path)
+    apply_overrides(data, list(overrides or []))
+    return validate_config(data)
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Plain, YAML/JSON-safe data (paths as strings): what checkpoints and run folders store."""
+    return cfg.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- resolving against plugins
+
+
+def resolve_config(cfg: ExperimentConfig, components: Any | None = None) -> ExperimentConfig:
+    """Check every named component and validate plugin options; fill per-modality defaults.
+
+    Returns a new config in which ``recognition``, ``policy.backbones`` and
+    ``policy.proxies`` are explicit for every modality, so that the resolved
+    config printed or stored in a checkpoint says exactly what runs.
+    """
+    if components is None:
+        from adamml_core.plugins import components as default_components
+
+        components = default_components()
+    data = cfg.model_dump()
+    try:
+        ds = components.datasets.get(cfg.dataset.name)
+    except RegistryError as exc:
+        raise ConfigError(f"dataset.name: {exc}") from None
+    _check_options(ds, components.datasets.kind, cfg.dataset.options, "dataset.options")
+
+    for m in cfg.modalities:
+        try:
+            entry = components.modalities.get(m)
+        except RegistryError as exc:
+            raise ConfigError(f"modalities: {exc}") from None
+        _check_options(entry, "modality", cfg.modality_options.get(m, {}), f"modality_options.{m}")
+        modality_cls = entry.factory
+
+        rec = cfg.recognition.get(m) or RecognitionConfig()
+        backbone = rec.backbone or ComponentSpec.model_validate(modality_cls.default_backbone)
+        _check_component(components.backbones, backbone, f"recognition.{m}.backbone")
+        data["recognition"][m] = {"backbone": backbone.model_dump(), "checkpoint": rec.checkpoint}
+
+        proxy = cfg.policy.proxies[m] if m in cfg.policy.proxies else modality_cls.default_proxy
+        if proxy is not None:
+            try:
+                components.proxies.get(proxy)
+            except RegistryError as exc:
+                raise ConfigError(f"policy.proxies.{m}: {exc}") from None
+        data["policy"]["proxies"][m] = proxy
+
+        pb = cfg.policy.backbones.get(m) or ComponentSpec.model_validate(modality_cls.default_policy_backbone)
+        _check_component(components.backbones, pb, f"policy.backbones.{m}")
+        data["policy"]["backbones"][m] = pb.model_dump()
+
+    _check_component(components.fusions, cfg.fusion, "fusion")
+    return validate_config(data)
+
+
+def _check_component(registry: Any, spec: ComponentSpec, path: str) -> None:
+    try:
+        entry = registry.get(spec.name)
+    except RegistryError as exc:
+        raise ConfigError(f"{path}.name: {exc}") from None
+    _check_options(entry, registry.kind, spec.options, f"{path}.options")
+
+
+def _check_options(entry: Any, kind: str, options: dict[str, Any], path: str) -> None:
+    try:
+        entry.parse_options(options, kind=kind, field_path=path)
+    except ComponentOptionsError as exc:
+        raise ConfigError(str(exc)) from None

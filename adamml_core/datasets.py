@@ -1,0 +1,63 @@
+"""The dataset contract: a dataset plugin says which videos exist, with which labels.
+
+It does not decode anything; :mod:`adamml_core.data` turns its records into
+tensors through the modalities.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Split = Literal["train", "val"]
+Metric = Literal["top1", "mAP"]
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One annotated video. ``labels`` are class indices (several for multi-label datasets)."""
+
+    video_id: str
+    path: Path
+    labels: tuple[int, ...]
+    start: float | None = None  # seconds; a time window within an untrimmed file
+    end: float | None = None
+
+
+class DatasetOptions(BaseModel):
+    """Options every dataset understands; plugins subclass this to add their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: Path = Field(Path("data"), description="folder holding the video files")
+    extensions: list[str] = Field(default_factory=lambda: [".mp4", ".webm", ".mkv", ".avi"])
+
+
+class VideoDataset(ABC):
+    """A registered dataset. Built as ``cls(options)``."""
+
+    options_model: ClassVar[type[BaseModel]] = DatasetOptions
+    multi_label: ClassVar[bool] = False
+    metric: ClassVar[Metric] = "top1"
+
+    def __init__(self, options: BaseModel):
+        self.options = options
+
+    @abstractmethod
+    def class_names(self) -> list[str]:
+        """Class names; index i is label i."""
+
+    @abstractmethod
+    def records(self, split: Split) -> list[VideoRecord]:
+        """Annotated videos of a split, present on disk or not (see :meth:`adamml_core.data` scans)."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names())
+
+    def prepare(self) -> None:
+        """Make the dataset usable (a generated dataset writes its files here). Default: nothing."""

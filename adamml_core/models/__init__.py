@@ -1,0 +1,1 @@
+"""adamml_core.models"""

@@ -1,0 +1,1 @@
+"""The ``adamml`` command-line interface (installed as ``adamml_cli``)."""

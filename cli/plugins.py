@@ -1,0 +1,47 @@
+"""``adamml plugins``: every registered component and every plugin, with origins."""
+
+from __future__ import annotations
+
+import typer
+
+from adamml_cli.output import console, emit_json, table, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plugins")(plugins)
+
+
+def plugins(json_output: bool = typer.Option(False, "--json", help="print one JSON document")) -> None:
+    """List registered components by kind (name, plugin, distribution, description) and the plugins."""
+    from adamml_core.plugins import plugin_system
+
+    with user_errors():
+        system = plugin_system()
+    kinds = system.components.kinds()
+    if json_output:
+        emit_json(
+            {
+                "components": {
+                    kind: [
+                        {
+                            "name": e.name,
+                            "plugin": e.origin.plugin,
+                            "distribution": e.origin.distribution,
+                            "description": e.description,
+                        }
+                        for e in registry
+                    ]
+                    for kind, registry in kinds.items()
+                },
+                "plugins": [vars(p) for p in system.plugins],
+            }
+        )
+        return
+    rows = [
+        [kind, e.name, e.origin.plugin, e.origin.distribution, e.description]
+        for kind, registry in kinds.items()
+        for e in registry
+    ]
+    console.print(table("Registered components", ["kind", "name", "plugin", "distribution", "description"], rows))
+    prow = [[p.name, p.distribution, p.module, p.status, p.error or ", ".join(p.hooks)] for p in system.plugins]
+    console.print(table("Plugins (entry-point group 'adamml')", ["plugin", "distribution", "module", "status", "hooks / error"], prow))

@@ -1,0 +1,1 @@
+"""Built-in adamml plugins, each registered through the `adamml` entry-point group like any third-party plugin."""

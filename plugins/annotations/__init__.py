@@ -1,0 +1,1 @@
+"""Real annotation files (class lists, official CSVs) the dataset plugins read; see README.md."""

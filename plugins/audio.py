@@ -1,0 +1,1 @@
+"""Placeholder for the audio plugin (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""Placeholder for the backbones plugin (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""Placeholder for the dataset plugins (filled by their issue)."""

@@ -1,0 +1,1 @@
+"""Placeholder for the flow plugin (filled by its issue)."""

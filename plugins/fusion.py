@@ -1,0 +1,1 @@
+"""Placeholder for the fusion plugin (filled by its issue)."""

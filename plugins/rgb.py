@@ -1,0 +1,1 @@
+"""Placeholder for the rgb plugin (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""Placeholder for the synthetic plugin (filled by its issue)."""
