@@ -124,19 +124,23 @@ def load_plugins(
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             infos.append(PluginInfo(ep.name, dist, ep.value, "failed", error=message))
             continue
-        pm.register(plugin, name=ep.name)
+        _register(pm, plugin, ep.name, dist)
         origins[ep.name] = Origin(ep.name, dist)
         infos.append(PluginInfo(ep.name, dist, ep.value, "loaded"))
 
     for name, plugin in extra:
         if name in blocked:
             continue
-        pm.register(plugin, name=name)
+        _register(pm, plugin, name, "in-process")
         origins[name] = Origin(name, "in-process")
         infos.append(PluginInfo(name, "in-process", getattr(plugin, "__name__", repr(plugin)), "loaded"))
 
     # A misspelt hook name in a plugin must fail loudly, not be silently ignored.
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        origin = origins.get(exc.plugin and pm.get_name(exc.plugin) or "", Origin("?"))
+        raise PluginLoadError(f"plugin '{origin.plugin}' ({origin.distribution}): {exc}") from exc
 
     components = Components()
     for attr, hook_name in Components.HOOKS.items():
@@ -154,6 +158,13 @@ def load_plugins(
             plugin = pm.get_plugin(info.name)
             info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
     return PluginSystem(manager=pm, components=components, plugins=infos)
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str, dist: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(f"plugin '{name}' ({dist}) does not fit the adamml hooks: {exc}") from exc
 
 
 def _registrar(registry: Registry[Any], origin: Origin) -> Callable[..., Any]:
