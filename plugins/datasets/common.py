@@ -1,0 +1,124 @@
+"""What every dataset plugin shares: the shipped annotation files, class lists and their errors."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from adamml_core.config import ConfigError
+
+ANNOTATIONS_PACKAGE = "adamml_plugins.annotations"
+
+
+class AnnotationError(ConfigError):
+    """An annotation or class-list file that cannot be used; the message names the file, the line and why.
+
+    A :class:`ConfigError` so that every command reports it as one line: the file came from the config.
+    """
+
+
+def shipped_annotation(name: str) -> Path:
+    """A file shipped in ``adamml_plugins.annotations`` (the real class lists and CSVs), as a path."""
+    ref = resources.files(ANNOTATIONS_PACKAGE).joinpath(name)
+    if not ref.is_file():
+        raise FileNotFoundError(f"annotation file '{name}' is not shipped in package {ANNOTATIONS_PACKAGE}")
+    # The package is installed as plain files (not a zip), so the traversable is a real path.
+    return Path(str(ref))
+
+
+def read_lines(path: Path, *, what: str) -> Iterator[tuple[int, str]]:
+    """(line number, stripped line) of a text file, skipping blank lines and ``#`` comments."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    with path.open(encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                yield number, line
+
+
+_INDEXED = re.compile(r"^(\d+)(?:,|\s+)\s*(\S.*)$")
+
+
+def read_class_list(path: Path) -> list[str]:
+    """Class names from a file: one name per line, or ``idx,name`` / ``idx name`` lines numbered from 0 or 1.
+
+    Numbered lines are put in index order, so a shuffled ``classInd.txt`` still maps index i to label i.
+    """
+    lines = list(read_lines(path, what="class list"))
+    if not lines:
+        raise AnnotationError(f"class list {path} is empty")
+    matches = [_INDEXED.match(line) for _, line in lines]
+    if all(matches):
+        indexed = {int(m.group(1)): m.group(2).strip() for m in matches}  # type: ignore[union-attr]
+        first = min(indexed)
+        if len(indexed) == len(lines) and first in (0, 1) and sorted(indexed) == list(range(first, first + len(lines))):
+            return [indexed[i] for i in sorted(indexed)]
+    names = [line for _, line in lines]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AnnotationError(f"class list {path} names {duplicates} more than once")
+    return names
+
+
+class ClassIndex:
+    """Class names <-> label indices, with errors that suggest the closest known name."""
+
+    def __init__(self, names: Sequence[str], *, source: str, aliases: dict[str, str] | None = None):
+        self.names = list(names)
+        self.source = source
+        self._index = {name: i for i, name in enumerate(self.names)}
+        if len(self._index) != len(self.names):
+            raise AnnotationError(f"class list {source} has duplicate names")
+        for alias, target in (aliases or {}).items():
+            if target not in self._index:
+                raise AnnotationError(f"alias '{alias}' points at '{target}', which is not a class of {source}")
+            self._index.setdefault(alias, self._index[target])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def index_of(self, name: str, *, where: str) -> int:
+        try:
+            return self._index[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._index), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise AnnotationError(f"{where}: unknown class '{name}' (not in {self.source}){hint}") from None
+
+    def check_index(self, value: str | int, *, where: str) -> int:
+        try:
+            index = int(value)
+        except (TypeError, ValueError):
+            raise AnnotationError(f"{where}: label {value!r} is not a class index") from None
+        if not 0 <= index < len(self.names):
+            raise AnnotationError(f"{where}: label {index} is outside 0..{len(self.names) - 1} ({self.source})")
+        return index
+
+    def name_of(self, index: int) -> str:
+        return self.names[index]
+
+    def multi_hot(self, labels: Iterable[int]) -> list[int]:
+        """A 0/1 vector of length K with ones at ``labels`` (what mAP is computed against)."""
+        vector = [0] * len(self.names)
+        for label in labels:
+            vector[label] = 1
+        return vector
+
+
+def unique_sorted(labels: Iterable[int]) -> tuple[int, ...]:
+    """A video's label set: one entry per class, in index order (lists repeat a label per annotated segment)."""
+    return tuple(sorted(set(labels)))
+
+
+def split_field(split: str, mapping: dict[str, object], *, dataset: str) -> object:
+    if split not in mapping:
+        raise ValueError(f"dataset '{dataset}' has no split '{split}'; splits: {', '.join(mapping)}")
+    return mapping[split]
