@@ -1,0 +1,188 @@
+"""Which annotated videos are really there: found, missing, unreadable, without audio.
+
+Run before training (``adamml datasets check CONFIG``) and by the engine through
+:func:`check_records`, so that missing videos are refused, or skipped when the user
+allows it, and never dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from adamml_core.datasets import VideoDataset, VideoRecord
+
+STATUSES = ("found", "missing", "unreadable", "without_audio")
+
+
+class MissingVideosError(FileNotFoundError):
+    """Annotated videos are missing (or unreadable) and the config does not allow training without them."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a cheap open of a file (container and stream headers only) tells."""
+
+    readable: bool
+    has_video: bool = False
+    has_audio: bool = False
+    error: str = ""
+
+
+def probe_video(path: Path) -> Probe:
+    """Open ``path`` with PyAV and look at its streams; decodes nothing."""
+    import av  # here, not at import: listing datasets must not pay for FFmpeg
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            has_video = len(container.streams.video) > 0
+            has_audio = len(container.streams.audio) > 0
+    except Exception as exc:  # noqa: BLE001 - every FFmpeg/OS failure is "unreadable", with its reason
+        return Probe(readable=False, error=f"{type(exc).__name__}: {exc}")
+    if not has_video:
+        return Probe(readable=False, has_audio=has_audio, error="no video stream")
+    return Probe(readable=True, has_video=True, has_audio=has_audio)
+
+
+@dataclass
+class ScanReport:
+    """Counts per status, with a few examples of each problem (the file and the reason)."""
+
+    split: str = ""
+    total: int = 0
+    found: int = 0
+    missing: int = 0
+    unreadable: int = 0
+    without_audio: int = 0
+    probed: bool = True
+    examples: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {s: [] for s in STATUSES[1:]})
+    max_examples: int = 5
+
+    @property
+    def usable(self) -> int:
+        return self.found
+
+    @property
+    def complete(self) -> bool:
+        """Every annotated video is there (and, when probed, opens)."""
+        return self.total > 0 and self.found == self.total
+
+    def _add_example(self, status: str, record: VideoRecord, reason: str) -> None:
+        if len(self.examples[status]) < self.max_examples:
+            self.examples[status].append({"video_id": record.video_id, "path": str(record.path), "reason": reason})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "total": self.total,
+            "found": self.found,
+            "missing": self.missing,
+            "unreadable": self.unreadable,
+            "without_audio": self.without_audio,
+            "probed": self.probed,
+            "complete": self.complete,
+            "examples": {k: list(v) for k, v in self.examples.items()},
+        }
+
+    def summary(self) -> str:
+        text = f"{self.found} of {self.total} found, {self.missing} missing"
+        if self.probed:
+            text += f", {self.unreadable} unreadable, {self.without_audio} without audio"
+        return text
+
+
+def scan_records(
+    records: Sequence[VideoRecord],
+    *,
+    probe: bool = True,
+    split: str = "",
+    max_examples: int = 5,
+    progress: bool = False,
+) -> tuple[list[VideoRecord], ScanReport]:
+    """Look for every record's file (and open it when ``probe``); returns the usable records and the report.
+
+    "without audio" counts usable videos that have no audio track: they still train (the audio
+    loader gives silence) but the user should know.
+    """
+    report = ScanReport(split=split, total=len(records), probed=probe, max_examples=max_examples)
+    usable: list[VideoRecord] = []
+    for record in _tracked(records, progress, f"scanning {split or 'videos'}"):
+        path = Path(record.path)
+        if not path.is_file():
+            report.missing += 1
+            report._add_example("missing", record, "no such file")
+            continue
+        if probe:
+            result = probe_video(path)
+            if not result.readable:
+                report.unreadable += 1
+                report._add_example("unreadable", record, result.error)
+                continue
+            if not result.has_audio:
+                report.without_audio += 1
+                report._add_example("without_audio", record, "no audio stream")
+        report.found += 1
+        usable.append(record)
+    return usable, report
+
+
+def scan_dataset(
+    dataset: VideoDataset,
+    splits: Iterable[str] = ("train", "val"),
+    *,
+    probe: bool = True,
+    max_examples: int = 5,
+    progress: bool = False,
+) -> dict[str, ScanReport]:
+    """:func:`scan_records` for each split of a dataset."""
+    reports = {}
+    for split in splits:
+        records = dataset.records(split)  # type: ignore[arg-type]
+        _, reports[split] = scan_records(records, probe=probe, split=split, max_examples=max_examples, progress=progress)
+    return reports
+
+
+def check_records(
+    records: Sequence[VideoRecord],
+    allow_missing: bool,
+    *,
+    probe: bool = False,
+    split: str = "",
+    dataset: str = "",
+    progress: bool = False,
+) -> tuple[list[VideoRecord], ScanReport]:
+    """The gate before training or evaluation: the records whose files exist, and the report.
+
+    Raises :class:`MissingVideosError` when some are missing (or unreadable, with ``probe``)
+    and ``allow_missing`` is false, and always when none is usable. With ``allow_missing``
+    the caller gets the usable subset and must report ``report.summary()`` to the user.
+    """
+    usable, report = scan_records(records, probe=probe, split=split, progress=progress)
+    where = " ".join(p for p in (f"dataset '{dataset}'" if dataset else "", f"split '{split}'" if split else "") if p)
+    where = f" of {where}" if where else ""
+    bad = report.missing + report.unreadable
+    examples = report.examples["missing"] + report.examples["unreadable"]
+    shown = "; ".join(f"{e['path']} ({e['reason']})" for e in examples[:3])
+    if not usable:
+        raise MissingVideosError(
+            f"none of the {report.total} annotated videos{where} is usable ({report.summary()}); e.g. {shown or 'no records'}. "
+            "Check dataset.options.root and the file-name pattern (`adamml datasets check CONFIG`)"
+        )
+    if bad and not allow_missing:
+        raise MissingVideosError(
+            f"{bad} of the {report.total} annotated videos{where} are missing or unreadable ({report.summary()}); "
+            f"e.g. {shown}. Set dataset.allow_missing: true to use the {report.found} that exist, "
+            "or see them all with `adamml datasets check CONFIG`"
+        )
+    return usable, report
+
+
+def _tracked(records: Sequence[VideoRecord], progress: bool, description: str) -> Iterable[VideoRecord]:
+    if not progress or len(records) < 2:
+        return records
+    from rich.console import Console
+    from rich.progress import track
+
+    # stderr, so that `--json` output on stdout stays one document
+    return track(records, description=description, console=Console(stderr=True), transient=True)
