@@ -1,0 +1,78 @@
+"""The AdaMML objective: classification loss plus the efficiency term.
+
+``L = CE + sum_k lambda_k * mean_b(correct_b * u_bk^2) + gamma * mean_b(1 - correct_b)``
+
+``u_bk`` is the fraction of video b's C segments in which modality k was
+selected, ``correct_b`` the detached top-1 correctness of the prediction. A
+correct prediction pays for the modalities it used (squared, so spreading use
+is cheap at first and expensive near "always"); a wrong one pays gamma, which,
+being multiplied by a detached indicator, shifts the loss but adds no gradient.
+
+Multi-label datasets: the classification loss is binary cross-entropy with
+logits over the K classes (mean over classes and videos), and a prediction is
+"correct" when its top-1 class is one of the video's labels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool = False) -> torch.Tensor:
+    """Cross-entropy (``target [B]`` class indices) or BCE-with-logits (``target [B, K]`` multi-hot)."""
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+    return F.cross_entropy(logits, target)
+
+
+def top1_correct(logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool = False) -> torch.Tensor:
+    """Detached 0/1 float ``[B]``: is the top-1 class right (multi-label: among the labels)."""
+    top = logits.detach().argmax(dim=-1)
+    if multi_label:
+        hit = target.gather(1, top.unsqueeze(1)).squeeze(1) > 0
+    else:
+        hit = top == target
+    return hit.to(logits.dtype)
+
+
+def selection_fraction(decisions: torch.Tensor) -> torch.Tensor:
+    """``u [B, M]``: share of the C segments in which each modality was selected (``decisions [B, C, M]``)."""
+    return decisions.mean(dim=1)
+
+
+def efficiency_loss(decisions: torch.Tensor, correct: torch.Tensor, lambdas: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``sum_k lambda_k * mean_b(correct_b * u_bk^2) + gamma * mean_b(1 - correct_b)``."""
+    u = selection_fraction(decisions)
+    lambdas = torch.as_tensor(lambdas, dtype=u.dtype, device=u.device)
+    if lambdas.shape != (u.shape[1],):
+        raise ValueError(f"need one efficiency weight per modality ({u.shape[1]}), got shape {tuple(lambdas.shape)}")
+    correct = correct.detach().to(u.dtype)
+    usage = (correct.unsqueeze(1) * u.pow(2)).mean(dim=0)  # [M]
+    return (lambdas * usage).sum() + gamma * (1.0 - correct).mean()
+
+
+def adamml_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    decisions: torch.Tensor,
+    lambdas: torch.Tensor,
+    gamma: float,
+    multi_label: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its detached parts ``{"ce", "efficiency", "accuracy", "selection" [M]}``."""
+    ce = classification_loss(logits, target, multi_label=multi_label)
+    correct = top1_correct(logits, target, multi_label=multi_label)
+    efficiency = efficiency_loss(decisions, correct, lambdas, gamma)
+    parts = {
+        "ce": ce.detach(),
+        "efficiency": efficiency.detach(),
+        "accuracy": correct.mean(),
+        "selection": selection_fraction(decisions.detach()).mean(dim=0),
+    }
+    return ce + efficiency, parts
+
+
+def efficiency_weights(cfg, modalities: list[str]) -> torch.Tensor:
+    """lambda_k in the order of ``modalities`` from ``cfg.loss`` (a modality left out gets 1.0)."""
+    return torch.tensor([cfg.efficiency_weight(m) for m in modalities], dtype=torch.float32)
