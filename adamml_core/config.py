@@ -126,7 +126,7 @@ class AlternatingConfig(StrictModel):
     )
 
 
-Stage = Literal["unimodal", "warmup", "alternating", "finetune"]
+Stage = Literal["unimodal", "fusion", "warmup", "alternating", "finetune"]
 
 
 class TrainConfig(StrictModel):
@@ -139,14 +139,28 @@ class TrainConfig(StrictModel):
     warmup: StageConfig = Field(default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(lr=0.001)))
     alternating: AlternatingConfig = Field(default_factory=AlternatingConfig)
     finetune: StageConfig = Field(default_factory=lambda: StageConfig(epochs=10, optimizer=OptimizerConfig(lr=0.001)))
+    fusion: StageConfig = Field(
+        default_factory=lambda: StageConfig(epochs=2, optimizer=OptimizerConfig(lr=0.01)),
+        description="stage 'fusion' (not in the paper, not in the default stages): learn the late-fusion weights over "
+        "the frozen unimodal networks; the weighted-fusion baseline",
+    )
     fused_average: Literal["segments", "selected"] = Field(
         "segments", description="average fused logits over all segments (paper) or only over segments that selected something"
     )
     policy_batchnorm: Literal["train", "eval", "recalibrate"] = Field(
         "train", description="policy BatchNorm during policy passes: train mode (paper), frozen eval mode, or re-estimated after each pass"
     )
+    recalibration_batches: PositiveInt = Field(
+        50, description="policy_batchnorm=recalibrate: batches of the policy share used to re-estimate the statistics"
+    )
     grad_clip: PositiveFloat | None = None
     log_every: PositiveInt = 10
+    checkpoint_every: NonNegativeInt = Field(
+        0, description="also write last.pt every N optimiser steps within an epoch (0: at epoch ends only)"
+    )
+    validate_stages: bool = Field(
+        True, description="evaluate on the validation split at the end of every stage (alternating: every epoch)"
+    )
 
 
 class RuntimeConfig(StrictModel):
@@ -155,6 +169,7 @@ class RuntimeConfig(StrictModel):
     workers: NonNegativeInt = 2
     seed: int = 0
     deterministic: bool = False
+    progress: bool = Field(True, description="show progress bars (rank 0, interactive terminals)")
 
     @field_validator("device")
     @classmethod

@@ -1,0 +1,119 @@
+"""Everything a run needs that follows from the config alone: the dataset, its records,
+the modalities, the policy views and a freshly built AdaMML system.
+
+Built the same way by training, ``adamml eval`` and the demo, so that a checkpoint's
+stored config always rebuilds the very network whose weights it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adamml_core.config import ExperimentConfig
+
+
+@dataclass
+class Experiment:
+    cfg: ExperimentConfig
+    components: Any
+    dataset: Any  # adamml_core.datasets.VideoDataset
+    modalities: dict[str, Any]
+    policy_views: dict[str, Any]
+    num_classes: int
+    multi_label: bool
+    metric: str
+    records: dict[str, list] = field(default_factory=dict)
+    problems: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modality_names(self) -> list[str]:
+        return list(self.cfg.modalities)
+
+    def build_system(self):
+        from adamml_core.models.build import build_system
+
+        system = build_system(
+            self.cfg, self.num_classes, components=self.components, modalities=self.modalities,
+            policy_views=self.policy_views,
+        )
+        if hasattr(system, "fused_average"):
+            system.fused_average = self.cfg.train.fused_average
+        return system
+
+    def make_dataset(self, records: list, *, train: bool, load: str, modalities: dict[str, Any] | None = None):
+        from adamml_core.data import SegmentedVideoDataset
+
+        mods = self.modalities if modalities is None else modalities
+        views = {m: v for m, v in self.policy_views.items() if m in mods} if load in ("all", "policy") else {}
+        return SegmentedVideoDataset(
+            records,
+            modalities=mods,
+            policy_views=views,
+            sampling=self.cfg.sampling,
+            train=train,
+            num_classes=self.num_classes,
+            multi_label=self.multi_label,
+            load=load,  # type: ignore[arg-type]
+            on_error=self.cfg.dataset.on_error,
+            seed=self.cfg.runtime.seed,
+            cache_dir=self.cache_dir,
+        )
+
+    @property
+    def cache_dir(self) -> Path | None:
+        value = getattr(self.dataset.options, "cache_dir", None)
+        return Path(value) if value else None
+
+
+def build_experiment(cfg: ExperimentConfig, *, components: Any | None = None, prepare: bool = True,
+                     splits: tuple[str, ...] = ("train", "val")) -> Experiment:
+    """Build the dataset (generating it first when it is a generated one), check its files, build the modalities."""
+    from adamml_core.models.build import build_modalities, build_policy_views
+
+    if components is None:
+        from adamml_core.plugins import components as default_components, load_plugins
+
+        components = load_plugins(block=cfg.plugins.block).components if cfg.plugins.block else default_components()
+    dataset = components.datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
+    if prepare:
+        dataset.prepare()
+    modalities = build_modalities(cfg, components)
+    policy_views = build_policy_views(cfg, modalities, components)
+    exp = Experiment(
+        cfg=cfg, components=components, dataset=dataset, modalities=modalities, policy_views=policy_views,
+        num_classes=dataset.num_classes, multi_label=bool(dataset.multi_label), metric=str(dataset.metric),
+    )
+    for split in splits:
+        exp.records[split] = _usable_records(exp, split)
+    return exp
+
+
+def _usable_records(exp: Experiment, split: str) -> list:
+    from adamml_core.dataset_scan import check_records
+
+    usable, report = check_records(
+        exp.dataset.records(split), exp.cfg.dataset.allow_missing, split=split, dataset=exp.cfg.dataset.name
+    )
+    exp.problems[split] = report
+    return list(usable)
+
+
+def from_checkpoint(path: str | Path, *, splits: tuple[str, ...] = ("val",), device: Any = "cpu",
+                    components: Any | None = None, prepare: bool = True):
+    """(checkpoint dict, Experiment, system with the checkpoint's weights) from a checkpoint file alone."""
+    from adamml_core.config import resolve_config, validate_config
+    from adamml_core.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    cfg = validate_config(state["config"])
+    if components is None:
+        from adamml_core.plugins import components as default_components, load_plugins
+
+        components = load_plugins(block=cfg.plugins.block).components if cfg.plugins.block else default_components()
+    cfg = resolve_config(cfg, components)
+    exp = build_experiment(cfg, components=components, prepare=prepare, splits=splits)
+    system = exp.build_system()
+    system.load_state_dict(state["model"])
+    return state, exp, system.to(device)
