@@ -1,1 +1,94 @@
-"""Placeholder for the audio plugin (filled by its issue)."""
+"""The audio modality: a log-power spectrogram of 1.28 s around the segment (supplementary, section B).
+
+Mono audio at 24 kHz; the window is centred on ``Segment.center_time`` (the
+middle of the segment's RGB frames); see :mod:`adamml_core.media.audio` for
+the STFT and the time-axis crop. Parts of the window outside the track, and
+files without an audio stream, are silence. No augmentation (the paper takes
+the spectrogram as it is). The policy sees the same spectrogram, resized when
+``policy_size`` asks for a smaller one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+from adamml_core import hookimpl
+from adamml_core.media.audio import SpectrogramSpec, log_spectrogram
+from adamml_core.modality import Modality
+
+
+class AudioOptions(BaseModel):
+    """Audio: sample rate, window, STFT sizes, input sizes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_rate: PositiveInt = Field(24_000, description="audio is resampled to this rate (Hz)")
+    window_seconds: PositiveFloat = Field(1.28, description="seconds of audio per segment, centred on it")
+    stft_window_ms: PositiveFloat = Field(10.0, description="STFT window length (ms)")
+    hop_ms: PositiveFloat = Field(5.0, description="STFT hop (ms)")
+    frequency_bins: PositiveInt = Field(256, description="n_fft = 2 * bins - 1")
+    time_frames: PositiveInt = Field(256, description="the time axis is cropped / padded to this many frames")
+    input_size: PositiveInt | None = Field(
+        None, description="resize the spectrogram to input_size x input_size for recognition (small configs)"
+    )
+    policy_size: PositiveInt | None = Field(None, description="policy input size; default: the recognition input")
+
+    def spec(self) -> SpectrogramSpec:
+        return SpectrogramSpec(
+            sample_rate=self.sample_rate,
+            window_seconds=self.window_seconds,
+            stft_window=int(round(self.stft_window_ms * self.sample_rate / 1000)),
+            hop=int(round(self.hop_ms * self.sample_rate / 1000)),
+            n_fft=2 * self.frequency_bins - 1,
+            time_frames=self.time_frames,
+        )
+
+
+class AudioModality(Modality):
+    """Log-power spectrogram (1x256x256) of 1.28 s of mono 24 kHz audio."""
+
+    options_model = AudioOptions
+    default_backbone = {"name": "mobilenet_v2"}
+    default_policy_backbone = {"name": "mobilenet_v2"}
+    default_proxy = None
+    options: AudioOptions
+
+    def __init__(self, options, *, sampling):
+        super().__init__(options, sampling=sampling)
+        self.spec = options.spec()
+
+    def _shape(self, size: int | None) -> tuple[int, ...]:
+        if size is None:
+            return (1, self.spec.bins, self.spec.time_frames)
+        return (1, size, size)
+
+    def segment_shape(self) -> tuple[int, ...]:
+        return self._shape(self.options.input_size)
+
+    def policy_shape(self) -> tuple[int, ...]:
+        return self._shape(self.options.policy_size or self.options.input_size)
+
+    def spectrogram(self, media, segment) -> torch.Tensor:
+        spec = self.spec
+        start = segment.center_time - spec.window_seconds / 2
+        samples = media.audio(start, spec.window_seconds, spec.sample_rate)
+        return log_spectrogram(samples, spec)
+
+    def _resized(self, spectrogram: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        if tuple(spectrogram.shape) == shape:
+            return spectrogram
+        return F.interpolate(spectrogram[None], size=shape[1:], mode="bilinear", align_corners=False)[0]
+
+    def load(self, media, segment, *, train, rng=None):
+        return self._resized(self.spectrogram(media, segment), self.segment_shape())
+
+    def load_policy(self, media, segment, *, train, rng=None):
+        return self._resized(self.spectrogram(media, segment), self.policy_shape())
+
+
+@hookimpl
+def register_modalities(register):
+    register("audio", AudioModality, description="log-power spectrogram of 1.28 s mono 24 kHz audio",
+             options_model=AudioOptions)

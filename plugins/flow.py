@@ -1,1 +1,164 @@
-"""Placeholder for the flow plugin (filled by its issue)."""
+"""The optical-flow modality and its cheap policy proxy, RGBDiff (supplementary, section B).
+
+Flow: at each of the segment's frame locations, the horizontal and vertical
+flow of ``stack`` (5) consecutive frame pairs, interleaved (x0, y0, x1, y1, ...):
+``[T, 10, crop, crop]``. Values are bounded to [-bound, bound] pixels (20) and
+divided by ``bound``, giving [-1, 1]. Flow is computed at the decode size (shorter
+side 256) before the spatial augmentation; resizing does not rescale the values
+(as with flow stored as images), and a horizontal flip negates the x channels.
+
+RGBDiff: at each policy location, ``stack`` consecutive frame differences of
+the augmented frames, stacked: 15 channels. A difference d of 0..255 frames is
+mapped to (d + 255) / 2 (as the authors' release), then ImageNet-normalised
+per RGB channel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from adamml_core import hookimpl
+from adamml_core.media import cache as media_cache
+from adamml_core.media.flow import FlowCache, flows_for_pairs, tvl1_gflops_estimate
+from adamml_core.media.reader import decode_size
+from adamml_core.media.transforms import FrameOptions, apply_plan, normalize_rgb, policy_locations, to_chw
+from adamml_core.modality import MediaSource, Modality, Proxy, Segment
+
+
+def stacked_indices(locations: Sequence[int], stack: int, num_frames: int) -> list[list[int]]:
+    """For each location, the ``stack + 1`` consecutive frame indices it uses, clamped to the last frame."""
+    last = max(num_frames - 1, 0)
+    return [[min(loc + d, last) for d in range(stack + 1)] for loc in locations]
+
+
+class FlowOptions(FrameOptions):
+    """Optical flow: algorithm, bound, frames stacked per location, threads, cache."""
+
+    algorithm: Literal["tvl1", "dis", "farneback"] = Field("tvl1", description="tvl1 (paper), dis or farneback (fast)")
+    bound: PositiveFloat = Field(20.0, description="flow is clipped to [-bound, bound] pixels, then divided by bound")
+    stack: PositiveInt = Field(5, description="consecutive flows per frame location (2 channels each)")
+    threads: PositiveInt = Field(4, description="frame pairs computed in parallel")
+    cache_dir: Path | None = Field(
+        None, description="flow cache root (default: the prepared cache the video is read from, if any)"
+    )
+
+
+class FlowModality(Modality):
+    """TV-L1 optical flow (DIS / Farneback optional), 5 stacked x/y pairs per location."""
+
+    options_model = FlowOptions
+    default_backbone = {"name": "resnet50_tsn"}
+    default_policy_backbone = {"name": "mobilenet_v2"}
+    default_proxy = "rgbdiff"
+    options: FlowOptions
+
+    def segment_shape(self) -> tuple[int, ...]:
+        s = self.options.crop_size
+        return (self.sampling.frames_per_segment, 2 * self.options.stack, s, s)
+
+    def policy_shape(self) -> tuple[int, ...]:
+        p = self.options.policy_size
+        return (max(1, self.sampling.frames_per_segment // 2), 2 * self.options.stack, p, p)
+
+    def frames_needed(self, segment: Segment) -> Sequence[int]:
+        groups = stacked_indices(segment.frame_indices, self.options.stack, segment.num_frames)
+        return sorted({i for g in groups for i in g})
+
+    def _cache(self, media: MediaSource) -> FlowCache | None:
+        root = self.options.cache_dir or getattr(media, "cache_dir", None)
+        if root is None:
+            return None
+        key = getattr(media, "cache_key", None) or media_cache.cache_key(media.path)
+        short = getattr(media, "decode_short_side", self.sampling.decode_short_side)
+        return FlowCache(root, key, self.options.algorithm, short)
+
+    def flow_stack(self, media: MediaSource, segment: Segment, locations: Sequence[int]) -> np.ndarray:
+        """``[L, H, W, 2 * stack]`` bounded, scaled flow at the decode size."""
+        o = self.options
+        groups = stacked_indices(locations, o.stack, segment.num_frames)
+        needed = sorted({i for g in groups for i in g})
+        frames = dict(zip(needed, media.frames(needed)))
+        starts = {g[d] for g in groups for d in range(o.stack)}
+        flows = flows_for_pairs(
+            frames, starts, o.algorithm, threads=o.threads, cache=self._cache(media), last_index=segment.num_frames - 1
+        )
+        out = []
+        for g in groups:
+            # A clamped start (g[d] == g[d + 1]) is a still frame: zero flow.
+            per_pair = [flows[g[d]] if g[d + 1] != g[d] else np.zeros_like(flows[g[d]]) for d in range(o.stack)]
+            out.append(np.concatenate(per_pair, axis=2))
+        stacked = np.stack(out).astype(np.float32)
+        return np.clip(stacked, -o.bound, o.bound) / o.bound
+
+    def _load(self, media, segment, locations, *, train, rng, policy) -> torch.Tensor:
+        plan = self.options.plan(rng, train=train, policy=policy)
+        flow = apply_plan(self.flow_stack(media, segment, locations), plan, negate_on_flip=slice(0, None, 2))
+        return torch.from_numpy(to_chw(flow))
+
+    def load(self, media, segment, *, train, rng=None):
+        return self._load(media, segment, segment.frame_indices, train=train, rng=rng, policy=False)
+
+    def load_policy(self, media, segment, *, train, rng=None):
+        return self._load(media, segment, policy_locations(segment.frame_indices), train=train, rng=rng, policy=True)
+
+    def preprocessing_gflops(self) -> float:
+        """Estimated TV-L1 cost per segment at the decode size (16:9 assumed); 0 for DIS/Farneback's small cost."""
+        if self.options.algorithm != "tvl1":
+            return 0.0
+        width, height = decode_size(16, 9, self.sampling.decode_short_side)
+        pairs = self.sampling.frames_per_segment * self.options.stack
+        return pairs * tvl1_gflops_estimate(height, width)
+
+
+class RGBDiffOptions(FrameOptions):
+    """RGB differences: sizes as RGB, frames stacked per location."""
+
+    stack: PositiveInt = Field(5, description="consecutive frame differences per location (3 channels each)")
+
+
+def rgbdiff_stack(media: MediaSource, segment: Segment, locations: Sequence[int], stack: int, plan) -> np.ndarray:
+    """``[L, S, S, 3 * stack]`` normalised differences of augmented frames."""
+    groups = stacked_indices(locations, stack, segment.num_frames)
+    needed = sorted({i for g in groups for i in g})
+    augmented = dict(zip(needed, apply_plan(media.frames(needed), plan)))
+    out = []
+    for g in groups:
+        diffs = [(augmented[g[d + 1]] - augmented[g[d]] + 255.0) / 2.0 for d in range(stack)]
+        out.append(np.concatenate(diffs, axis=2))
+    return normalize_rgb(np.stack(out)).astype(np.float32)
+
+
+class RGBDiffProxy(Proxy):
+    """Stacked RGB frame differences: the policy's cheap stand-in for optical flow."""
+
+    options_model = RGBDiffOptions
+    options: RGBDiffOptions
+
+    def policy_shape(self) -> tuple[int, ...]:
+        p = self.options.policy_size
+        return (max(1, self.sampling.frames_per_segment // 2), 3 * self.options.stack, p, p)
+
+    def frames_needed(self, segment: Segment) -> Sequence[int]:
+        groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
+        return sorted({i for g in groups for i in g})
+
+    def load_policy(self, media, segment, *, train, rng=None):
+        plan = self.options.plan(rng, train=train, policy=True)
+        stack = rgbdiff_stack(media, segment, policy_locations(segment.frame_indices), self.options.stack, plan)
+        return torch.from_numpy(to_chw(stack))
+
+
+@hookimpl
+def register_modalities(register):
+    register("flow", FlowModality, description="optical flow (TV-L1 default), 5 stacked x/y pairs", options_model=FlowOptions)
+
+
+@hookimpl
+def register_proxies(register):
+    register("rgbdiff", RGBDiffProxy, description="stacked RGB differences, the policy's proxy for flow",
+             options_model=RGBDiffOptions)

@@ -1,0 +1,293 @@
+"""The torch Dataset over annotated videos, its collate function, and lazy selective loading.
+
+:class:`SegmentedVideoDataset` turns a :class:`~adamml_core.datasets.VideoRecord`
+into per-segment tensors through the modalities (recognition inputs) and the
+policy views (policy inputs). Everything goes through the registries'
+objects: this module names no concrete modality.
+
+Lazy loading: :meth:`SegmentedVideoDataset.load_item` loads one (segment,
+modality) and :func:`load_selected` loads exactly the items a policy selected,
+so inference pays only for what it uses.
+
+Bad videos: a :class:`~adamml_core.media.reader.MediaError` (missing, corrupt,
+no video stream, ...) is handled per ``on_error``: ``"substitute"`` returns
+zeros with ``valid=False``, ``"skip"`` returns None (``collate_batch`` drops
+it), ``"raise"`` stops. Counts are kept in ``skipped`` (per process: with
+DataLoader workers, count ``valid`` in the batches instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+
+from adamml_core.config import SamplingConfig
+from adamml_core.datasets import VideoRecord
+from adamml_core.media.reader import MediaError, VideoReader
+from adamml_core.media.sampling import test_segments, train_segments
+from adamml_core.modality import Modality, PolicyView, Segment
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["skip", "substitute", "raise"]
+_SEGMENT_STREAM = 1_000_003  # rng stream id of the segment sampler (items use small ids)
+_MAX_FAILURES_KEPT = 1000
+
+
+class SegmentedVideoDataset(torch.utils.data.Dataset):
+    """Per-segment tensors of annotated videos; see the module docstring and INTERFACES.md."""
+
+    def __init__(
+        self,
+        records: list[VideoRecord],
+        *,
+        modalities: dict[str, Modality],
+        policy_views: dict[str, PolicyView],
+        sampling: SamplingConfig,
+        train: bool,
+        num_classes: int,
+        multi_label: bool,
+        load: Literal["all", "policy", "recognition"] = "all",
+        on_error: OnError = "substitute",
+        seed: int = 0,
+        cache_dir: Path | None = None,
+    ):
+        if load not in ("all", "policy", "recognition"):
+            raise ValueError(f"load must be 'all', 'policy' or 'recognition', got {load!r}")
+        if on_error not in ("skip", "substitute", "raise"):
+            raise ValueError(f"on_error must be 'skip', 'substitute' or 'raise', got {on_error!r}")
+        missing = sorted(set(modalities) - set(policy_views))
+        if load != "recognition" and missing:
+            raise ValueError(f"no policy view for modalities {missing} (policy_views has {sorted(policy_views)})")
+        self.records = list(records)
+        self.modalities = dict(modalities)
+        self.policy_views = {m: policy_views[m] for m in modalities if m in policy_views}
+        self.sampling = sampling
+        self.train = train
+        self.num_classes = num_classes
+        self.multi_label = multi_label
+        self.load = load
+        self.on_error = on_error
+        self.seed = seed
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.epoch = 0
+        self.skipped: Counter[str] = Counter()
+        self.failures: dict[str, str] = {}  # video_id -> reason (first ones)
+        self._info: dict[int, tuple[int, float]] = {}  # index -> (num_frames, fps) of the file
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    # ------------------------------------------------------------------ randomness and segments
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed training-time randomness: the same (seed, epoch, index) always gives the same sample."""
+        self.epoch = int(epoch)
+
+    def _rng(self, index: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index, stream])
+
+    def open(self, index: int) -> VideoReader:
+        """A reader for video ``index`` (raises MediaError); the caller closes it."""
+        return VideoReader(
+            self.records[index].path, decode_short_side=self.sampling.decode_short_side, cache_dir=self.cache_dir
+        )
+
+    def segments(self, index: int, media: VideoReader | None = None) -> list[Segment]:
+        """The segments of video ``index`` (deterministic at test; per epoch in training)."""
+        if index not in self._info:
+            if media is None:
+                with self.open(index) as opened:
+                    self._info[index] = (opened.num_frames, opened.fps)
+            else:
+                self._info[index] = (media.num_frames, media.fps)
+        total, fps = self._info[index]
+        record = self.records[index]
+        first = 0
+        count = total
+        if record.start is not None or record.end is not None:
+            first = min(max(int(round((record.start or 0.0) * fps)), 0), max(total - 1, 0))
+            end = total if record.end is None else min(total, int(round(record.end * fps)))
+            count = max(end - first, 1)
+        if self.train:
+            return train_segments(
+                count, fps, self.sampling, self._rng(index, _SEGMENT_STREAM), first_frame=first, total_frames=total
+            )
+        return test_segments(count, fps, self.sampling, first_frame=first, total_frames=total)
+
+    def num_segments(self) -> int:
+        return self.sampling.train_segments if self.train else self.sampling.test_segments
+
+    # ------------------------------------------------------------------ loading
+
+    def _stream(self, modality: str, policy: bool) -> int:
+        return 2 * list(self.modalities).index(modality) + int(policy)
+
+    def _prefetch(self, media: VideoReader, segment: Segment, views: Sequence[Any]) -> None:
+        """Decode every frame the views need for this segment in one pass (they then hit the reader's cache)."""
+        wanted: set[int] = set()
+        for view in views:
+            needed = getattr(view, "frames_needed", None)
+            if needed is not None:
+                wanted.update(needed(segment))
+        if wanted and media.has_video:
+            media.frames(sorted(wanted))
+
+    def load_item(
+        self, index: int, segment_index: int, modality: str, *, media: VideoReader | None = None, policy: bool = False
+    ) -> torch.Tensor:
+        """One segment of one modality (``policy=True``: its policy input); decodes only what that needs."""
+        if modality not in self.modalities:
+            raise KeyError(f"modality '{modality}' is not loaded by this dataset; it has {list(self.modalities)}")
+        if media is None:
+            with self.open(index) as opened:
+                return self.load_item(index, segment_index, modality, media=opened, policy=policy)
+        segment = self.segments(index, media)[segment_index]
+        rng = self._rng(index, 1000 * (segment_index + 1) + self._stream(modality, policy)) if self.train else None
+        if policy:
+            return self.policy_views[modality].load_policy(media, segment, train=self.train, rng=rng)
+        return self.modalities[modality].load(media, segment, train=self.train, rng=rng)
+
+    def _target(self, record: VideoRecord) -> torch.Tensor:
+        if self.multi_label:
+            target = torch.zeros(self.num_classes, dtype=torch.float32)
+            for label in record.labels:
+                target[label] = 1.0
+            return target
+        return torch.tensor(record.labels[0] if record.labels else -1, dtype=torch.long)
+
+    def _zeros(self) -> dict[str, dict[str, torch.Tensor]]:
+        c = self.num_segments()
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        if self.load in ("all", "recognition"):
+            out["inputs"] = {m: torch.zeros(c, *v.segment_shape()) for m, v in self.modalities.items()}
+        if self.load in ("all", "policy"):
+            out["policy_inputs"] = {m: torch.zeros(c, *v.policy_shape()) for m, v in self.policy_views.items()}
+        return out
+
+    def note_failure(self, record: VideoRecord, error: Exception, action: str) -> None:
+        self.skipped[action] += 1
+        if len(self.failures) < _MAX_FAILURES_KEPT:
+            self.failures[record.video_id] = str(error)
+        log.warning("%s video %s: %s", action, record.video_id, error)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        record = self.records[index]
+        try:
+            with self.open(index) as media:
+                tensors = self._load_video(index, media)
+                if not media.has_audio:
+                    self.skipped["no_audio"] += 1  # silence is used; counted, not an error
+        except MediaError as exc:
+            if self.on_error == "raise":
+                raise
+            if self.on_error == "skip":
+                self.note_failure(record, exc, "skipped")
+                return None
+            self.note_failure(record, exc, "substituted")
+            return {**self._zeros(), "target": self._target(record), "index": index, "valid": False}
+        return {**tensors, "target": self._target(record), "index": index, "valid": True}
+
+    def _load_video(self, index: int, media: VideoReader) -> dict[str, dict[str, torch.Tensor]]:
+        segments = self.segments(index, media)
+        want_inputs = self.load in ("all", "recognition")
+        want_policy = self.load in ("all", "policy")
+        inputs: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
+        policy: dict[str, list[torch.Tensor]] = {m: [] for m in self.policy_views}
+        # Segment-major, so that the views sharing frames hit the reader's frame cache.
+        for c, segment in enumerate(segments):
+            views = ([*self.modalities.values()] if want_inputs else []) + (
+                [*self.policy_views.values()] if want_policy else []
+            )
+            self._prefetch(media, segment, views)
+            for m in self.modalities:
+                if want_inputs:
+                    inputs[m].append(self.load_item(index, c, m, media=media))
+                if want_policy and m in self.policy_views:
+                    policy[m].append(self.load_item(index, c, m, media=media, policy=True))
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        if want_inputs:
+            out["inputs"] = {m: torch.stack(v) for m, v in inputs.items()}
+        if want_policy:
+            out["policy_inputs"] = {m: torch.stack(v) for m, v in policy.items()}
+        return out
+
+
+def collate_batch(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Stack samples; skipped ones (None) are dropped, and a batch of only skipped ones is None."""
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        return None
+    batch: dict[str, Any] = {}
+    for key in ("inputs", "policy_inputs"):
+        if key in kept[0]:
+            batch[key] = {m: torch.stack([s[key][m] for s in kept]) for m in kept[0][key]}
+    batch["target"] = torch.stack([s["target"] for s in kept])
+    batch["index"] = torch.tensor([s["index"] for s in kept], dtype=torch.long)
+    batch["valid"] = torch.tensor([bool(s["valid"]) for s in kept], dtype=torch.bool)
+    return batch
+
+
+def load_selected(
+    dataset: SegmentedVideoDataset,
+    indices: Sequence[int],
+    decisions: torch.Tensor,
+    modalities: list[str],
+    *,
+    workers: int = 0,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Load only the (video, segment, modality) items with ``decisions[b, c, m] == 1``.
+
+    Returns ``{m: (items [N, *segment_shape], positions LongTensor[N, 2] of (b, c))}`` for every
+    name in ``modalities`` (N may be 0). A video that fails gives zeros for its items
+    (counted in ``dataset.skipped``), or raises when ``on_error == "raise"``.
+    """
+    chosen = decisions.detach().to("cpu") > 0.5
+    if chosen.dim() != 3 or chosen.shape[0] != len(indices) or chosen.shape[2] != len(modalities):
+        raise ValueError(
+            f"decisions must be [B={len(indices)}, C, M={len(modalities)}], got {list(decisions.shape)}"
+        )
+
+    def one_video(b: int) -> list[tuple[str, int, int, torch.Tensor]]:
+        items = [(m, c) for c in range(chosen.shape[1]) for k, m in enumerate(modalities) if chosen[b, c, k]]
+        if not items:
+            return []
+        index = int(indices[b])
+        try:
+            with dataset.open(index) as media:
+                segments = dataset.segments(index, media)
+                out = []
+                for c in sorted({c for _, c in items}):
+                    names = [m for m, cc in items if cc == c]
+                    dataset._prefetch(media, segments[c], [dataset.modalities[m] for m in names])
+                    out.extend((m, b, c, dataset.load_item(index, c, m, media=media)) for m in names)
+                return out
+        except MediaError as exc:
+            if dataset.on_error == "raise":
+                raise
+            dataset.note_failure(dataset.records[index], exc, "substituted")
+            return [(m, b, c, torch.zeros(dataset.modalities[m].segment_shape())) for m, c in items]
+
+    batches = range(len(indices))
+    if workers > 0:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            loaded = [item for video in pool.map(one_video, batches) for item in video]
+    else:
+        loaded = [item for b in batches for item in one_video(b)]
+    result: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for m in modalities:
+        mine = [(b, c, t) for mm, b, c, t in loaded if mm == m]
+        if mine:
+            items = torch.stack([t for _, _, t in mine])
+            positions = torch.tensor([[b, c] for b, c, _ in mine], dtype=torch.long)
+        else:
+            items = torch.zeros(0, *dataset.modalities[m].segment_shape())
+            positions = torch.zeros(0, 2, dtype=torch.long)
+        result[m] = (items, positions)
+    return result

@@ -1,0 +1,85 @@
+"""Layout of the on-disk media cache written by ``adamml prepare`` (and by the flow cache).
+
+One folder per video, named by :func:`cache_key`::
+
+    <cache_dir>/<key>/meta.json          what was stored, and from which source file
+    <cache_dir>/<key>/frames/000000.png  frame i at the decode size (png, or jpg when asked)
+    <cache_dir>/<key>/audio.npy          mono float32 track at meta["audio_rate"], sample 0 = frame 0's time
+    <cache_dir>/<key>/flow/<params>/000000.npy   flow from frame i to i+1, float16 [H, W, 2]
+
+A video folder only exists once complete: ``prepare`` writes it under a temporary
+name and renames it. Flow files are written one by one, each atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+META_FILE = "meta.json"
+FRAMES_DIR = "frames"
+AUDIO_FILE = "audio.npy"
+FLOW_DIR = "flow"
+CACHE_VERSION = 1
+
+
+def cache_key(path: str | Path) -> str:
+    """A readable, collision-safe folder name for one source video."""
+    path = Path(path)
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem)[:60] or "video"
+    return f"{stem}-{digest}"
+
+
+def frame_file(index: int, fmt: str) -> str:
+    return f"{index:06d}.{fmt}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_meta(video_dir: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((video_dir / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("version") != CACHE_VERSION:
+        return None
+    return meta
+
+
+def prepared_video_dir(cache_dir: str | Path, source: str | Path, decode_short_side: int) -> Path | None:
+    """The prepared folder for ``source`` if it is complete, made at this decode size, and not stale."""
+    video_dir = Path(cache_dir) / cache_key(source)
+    meta = read_meta(video_dir)
+    if meta is None or meta.get("decode_short_side") != decode_short_side:
+        return None
+    source = Path(source)
+    if source.exists() and source.stat().st_size != meta.get("source_size"):
+        return None  # the video changed since it was prepared
+    return video_dir
