@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,3 +61,20 @@ class VideoDataset(ABC):
 
     def prepare(self) -> None:
         """Make the dataset usable (a generated dataset writes its files here). Default: nothing."""
+
+    def selection_quality(
+        self,
+        records: Sequence[VideoRecord],
+        segments_per_video: Sequence[Sequence[Any]],
+        decisions: Any,
+        modality_names: Sequence[str],
+    ) -> dict[str, Any] | None:
+        """Score a policy's choices against the dataset's own ground truth, if it has one.
+
+        ``decisions[b, c, m]`` (0/1) says whether modality ``modality_names[m]`` was
+        selected for segment ``segments_per_video[b][c]`` (a
+        :class:`adamml_core.modality.Segment`) of ``records[b]``. A dataset that knows
+        which modality carries the label when (a generated one) returns a dict of
+        counts and ratios; recorded datasets know nothing of the kind: ``None``.
+        """
+        return None

@@ -1,1 +1,427 @@
-"""Placeholder for the synthetic plugin (filled by its issue)."""
+"""The built-in synthetic audio-visual dataset: real mp4 files with a known ground truth.
+
+It answers a question no recorded dataset can: in which segments did the label
+show in which modality, so how often did the policy pick an informative one?
+See docs/synthetic-dataset.md for the design and :mod:`adamml_plugins.synthetic_media`
+for how a video is drawn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from contextlib import contextmanager
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from adamml_core import hookimpl
+from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_plugins.synthetic_media import (
+    CUES,
+    GENERATOR_VERSION,
+    ClassSignature,
+    MediaSpec,
+    Region,
+    VideoPlan,
+    class_signatures,
+    pick_video_codec,
+    plan_regions,
+    write_video,
+)
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "adamml-synthetic/1"
+SPLITS: tuple[Split, ...] = ("train", "val")
+
+
+def _default_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "adamml" / "synthetic"
+
+
+class SyntheticOptions(DatasetOptions):
+    """How the synthetic videos are made. Everything but ``root``, ``workers`` and the ground-truth
+    reading knobs (``cue_modalities``, ``min_overlap``) selects a different set of files."""
+
+    root: Path = Field(default_factory=_default_root, description="cache folder; each option set gets its own sub-folder")
+    num_classes: int = Field(8, ge=2, le=32)
+    train_per_class: PositiveInt = 40
+    val_per_class: PositiveInt = 10
+    duration: float = Field(5.0, ge=1.0, le=60.0, description="seconds per video")
+    fps: int = Field(25, ge=5, le=60)
+    width: int = Field(128, ge=32, le=1280, description="pixels, even")
+    height: int = Field(96, ge=32, le=1280, description="pixels, even")
+    sample_rate: Literal[16000, 22050, 24000, 32000, 44100, 48000] = 24000
+    regions: PositiveInt = Field(5, description="equal time regions per video, each with its own cue set")
+    empty_share: float = Field(0.2, ge=0.0, le=1.0, description="share of regions that carry no cue")
+    patterns: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {
+            "appearance+motion": 3.0,
+            "tone": 3.0,
+            "appearance": 1.0,
+            "motion": 1.0,
+            "appearance+motion+tone": 1.0,
+        },
+        description="relative weight of each cue set ('+'-joined cues) among regions that carry something",
+    )
+    min_informative_regions: NonNegativeInt = Field(1, description="regions per video that carry a cue, at least")
+    distractor_share: float = Field(0.5, ge=0.0, le=1.0, description="share of tone-less regions with the shared distractor tone")
+    object_size: float = Field(0.1, gt=0.0, le=0.3, description="object radius, share of the shorter side")
+    speed: float = Field(0.5, gt=0.0, le=3.0, description="travel speed with the motion cue, shorter sides per second")
+    jitter: float = Field(0.5, ge=0.0, le=3.0, description="pixels of random jitter per frame without the motion cue")
+    tone_level: float = Field(0.3, gt=0.0, le=0.9)
+    audio_noise: float = Field(0.03, ge=0.0, le=0.5, description="standard deviation of the white noise under everything")
+    codec: Literal["auto", "libx264", "mpeg4"] = "auto"
+    seed: int = 0
+    cue_modalities: dict[str, list[str]] = Field(
+        default_factory=lambda: {"appearance": ["rgb"], "motion": ["flow"], "tone": ["audio"]},
+        description="which modality names can read each cue (ground truth only; does not change the files)",
+    )
+    min_overlap: float = Field(
+        0.5, gt=0.0, le=1.0, description="a cue counts in a time window when it covers at least this share of it"
+    )
+    workers: NonNegativeInt | None = Field(None, description="processes generating files; null: up to 4 by CPU count")
+
+    @field_validator("root")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even (yuv420p video), got {value}")
+        return value
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("needs at least one cue set")
+        for key in value:
+            unknown = [c for c in key.split("+") if c not in CUES]
+            if unknown:
+                raise ValueError(f"'{key}' names unknown cue(s) {unknown}; cues are {list(CUES)} joined by '+'")
+        return value
+
+    @field_validator("cue_modalities")
+    @classmethod
+    def _cue_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(value) - set(CUES))
+        if unknown:
+            raise ValueError(f"unknown cue(s) {unknown}; cues are {list(CUES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SyntheticOptions":
+        if self.min_informative_regions > self.regions:
+            raise ValueError(f"min_informative_regions ({self.min_informative_regions}) exceeds regions ({self.regions})")
+        frames = round(self.duration * self.fps)
+        if frames < self.regions:
+            raise ValueError(f"{self.regions} regions need at least as many frames; duration x fps gives {frames}")
+        return self
+
+    def pattern_list(self) -> list[tuple[tuple[str, ...], float]]:
+        """Cue sets in a canonical order (sorted cues, sorted keys) so the plan does not depend on dict order."""
+        canon: dict[tuple[str, ...], float] = {}
+        for key, weight in self.patterns.items():
+            cues = tuple(c for c in CUES if c in key.split("+"))
+            canon[cues] = canon.get(cues, 0.0) + weight
+        return sorted(canon.items())
+
+    def generation_fields(self) -> dict[str, Any]:
+        """The options that decide the files (and name their folder)."""
+        data = self.model_dump(mode="json", exclude={"root", "extensions", "workers", "cue_modalities", "min_overlap", "patterns"})
+        data["patterns"] = [["+".join(cues), weight] for cues, weight in self.pattern_list()]
+        data["codec"] = pick_video_codec(self.codec)
+        data["generator_version"] = GENERATOR_VERSION
+        return data
+
+
+class SyntheticDataset(VideoDataset):
+    """Generated audio-visual videos whose label shows in known modalities and segments (default dataset)."""
+
+    options_model = SyntheticOptions
+    metric = "top1"
+
+    def __init__(self, options: SyntheticOptions):
+        super().__init__(options)
+        self.options: SyntheticOptions = options
+        self.classes, self.distractor_hz = class_signatures(options.num_classes, options.sample_rate)
+        fields = options.generation_fields()
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+        self.fingerprint = digest
+        self.folder = options.root / f"k{options.num_classes}-seed{options.seed}-{digest}"
+        num_frames = round(options.duration * options.fps)
+        short = min(options.width, options.height)
+        self.spec = MediaSpec(
+            width=options.width,
+            height=options.height,
+            fps=options.fps,
+            num_frames=num_frames,
+            sample_rate=options.sample_rate,
+            object_radius=options.object_size * short,
+            speed=options.speed * short / options.fps,
+            jitter=options.jitter,
+            tone_level=options.tone_level,
+            audio_noise=options.audio_noise,
+            video_codec=fields["codec"],
+        )
+        self.prepare_stats: dict[str, Any] = {}
+        self._plans = {split: self._plan_split(split) for split in SPLITS}
+        self._by_id = {plan.video_id: plan for plans in self._plans.values() for plan in plans}
+
+    # ----------------------------------------------------------------- the contract
+
+    def class_names(self) -> list[str]:
+        return [signature.name for signature in self.classes]
+
+    def records(self, split: Split) -> list[VideoRecord]:
+        if split not in self._plans:
+            raise ValueError(f"synthetic dataset has splits {list(SPLITS)}, not '{split}'")
+        return [VideoRecord(p.video_id, self.video_path(p), (p.label,)) for p in self._plans[split]]
+
+    def video_path(self, plan: VideoPlan) -> Path:
+        return self.folder / plan.split / f"{plan.video_id}.mp4"
+
+    def prepare(self, *, progress: bool = True) -> None:
+        """Write every missing video (atomically); a re-run with the same options finds them and returns."""
+        started = time.perf_counter()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        manifest = self.manifest()
+        old = _read_json(self.folder / MANIFEST)
+        plans = [p for split in SPLITS for p in self._plans[split]]
+        if old is not None and _media_part(old) == _media_part(manifest):
+            todo = [p for p in plans if not _complete(self.video_path(p))]
+        else:  # no manifest, or one for other files: trust nothing already there
+            (self.folder / MANIFEST).unlink(missing_ok=True)
+            todo = plans
+        _write_json(self.folder / MANIFEST, {**manifest, "complete": False})
+        self._generate(todo, progress=progress)
+        _write_json(self.folder / MANIFEST, {**manifest, "complete": True})
+        self.prepare_stats = {
+            "folder": str(self.folder),
+            "generated": len(todo),
+            "reused": len(plans) - len(todo),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    # ----------------------------------------------------------------- ground truth
+
+    def plan(self, record_or_video_id: VideoRecord | str) -> VideoPlan:
+        video_id = getattr(record_or_video_id, "video_id", record_or_video_id)
+        try:
+            return self._by_id[video_id]  # type: ignore[index]
+        except KeyError:
+            raise KeyError(f"video '{video_id}' is not in synthetic dataset {self.folder.name}") from None
+
+    def informative_cues(self, record_or_video_id: VideoRecord | str, t0: float, t1: float) -> set[str]:
+        """Cues covering at least ``min_overlap`` of the window ``[t0, t1)`` seconds."""
+        plan = self.plan(record_or_video_id)
+        t0, t1 = max(0.0, t0), min(self.spec.num_frames / self.spec.fps, t1)
+        if t1 <= t0:
+            return set()
+        covered = dict.fromkeys(CUES, 0.0)
+        for region in plan.regions:
+            start, end = region.start_frame / self.spec.fps, region.end_frame / self.spec.fps
+            overlap = min(end, t1) - max(start, t0)
+            if overlap > 0:
+                for cue in region.cues:
+                    covered[cue] += overlap
+        need = self.options.min_overlap * (t1 - t0) - 1e-9
+        return {cue for cue, seconds in covered.items() if seconds >= need and seconds > 0}
+
+    def informative(self, record_or_video_id: VideoRecord | str, t0: float, t1: float) -> set[str]:
+        """Names of the modalities that can read the label in ``[t0, t1)`` seconds (see ``cue_modalities``)."""
+        cues = self.informative_cues(record_or_video_id, t0, t1)
+        return {m for cue in cues for m in self.options.cue_modalities.get(cue, [])}
+
+    def selection_quality(
+        self, records: Sequence[VideoRecord], segments_per_video: Sequence[Sequence[Any]], decisions: Any, modality_names: Sequence[str]
+    ) -> dict[str, Any]:
+        """How well per-(video, segment, modality) decisions match the ground truth.
+
+        ``decisions`` is ``[B, C, M]`` (0/1 or probabilities, >= 0.5 counts as selected;
+        a torch tensor or anything numpy takes), ``segments_per_video[b][c]`` an
+        :class:`adamml_core.modality.Segment` (its frames give the time window).
+        Returns counts (sum them over batches) and ratios:
+        ``precision`` = informative share of what was selected, ``recall`` = selected
+        share of what was informative (``None`` when undefined), the same per modality,
+        and ``oracle_ratio``: the share of items an oracle policy would select.
+        """
+        chosen = _as_bool_array(decisions)
+        if chosen.ndim != 3 or chosen.shape[0] != len(records) or chosen.shape[2] != len(modality_names):
+            raise ValueError(
+                f"decisions of shape {tuple(chosen.shape)} do not match {len(records)} videos x segments x "
+                f"{len(modality_names)} modalities {list(modality_names)}"
+            )
+        truth = np.zeros_like(chosen)
+        for b, (record, segments) in enumerate(zip(records, segments_per_video, strict=True)):
+            if len(segments) != chosen.shape[1]:
+                raise ValueError(f"video {record.video_id}: {len(segments)} segments, decisions have {chosen.shape[1]}")
+            for c, segment in enumerate(segments):
+                frames = segment.frame_indices
+                useful = self.informative(record, frames[0] / segment.fps, (frames[-1] + 1) / segment.fps)
+                truth[b, c] = [m in useful for m in modality_names]
+        quality = _scores(chosen, truth)
+        quality["per_modality"] = {m: _scores(chosen[..., k], truth[..., k]) for k, m in enumerate(modality_names)}
+        empty = ~truth.any(axis=2)
+        quality["uninformative_segments"] = int(empty.sum())
+        quality["uninformative_segments_skipped"] = int((empty & ~chosen.any(axis=2)).sum())
+        return quality
+
+    # ----------------------------------------------------------------- plans and files
+
+    def manifest(self) -> dict[str, Any]:
+        """The ground truth as stored next to the videos (times in seconds)."""
+        fps = self.spec.fps
+
+        def region_doc(region: Region) -> dict[str, Any]:
+            modalities = sorted({m for cue in region.cues for m in self.options.cue_modalities.get(cue, [])})
+            doc = {"start": region.start_frame / fps, "end": region.end_frame / fps, "cues": list(region.cues)}
+            return {**doc, "modalities": modalities, "frames": [region.start_frame, region.end_frame], "distractor": region.distractor}
+
+        return {
+            "format": MANIFEST_FORMAT,
+            "fingerprint": self.fingerprint,
+            "generation": self.options.generation_fields(),
+            "cue_modalities": self.options.cue_modalities,
+            "distractor_hz": self.distractor_hz,
+            "classes": [{"name": s.name, **asdict(s)} for s in self.classes],
+            "videos": [
+                {
+                    "video_id": p.video_id,
+                    "split": p.split,
+                    "path": f"{p.split}/{p.video_id}.mp4",
+                    "label": p.label,
+                    "num_frames": self.spec.num_frames,
+                    "duration": self.spec.num_frames / fps,
+                    "render_seed": p.render_seed,
+                    "regions": [region_doc(r) for r in p.regions],
+                }
+                for split in SPLITS
+                for p in self._plans[split]
+            ],
+        }
+
+    def _plan_split(self, split: Split) -> list[VideoPlan]:
+        o = self.options
+        per_class = o.train_per_class if split == "train" else o.val_per_class
+        patterns = o.pattern_list()
+        plans = []
+        for index in range(per_class * o.num_classes):
+            rng = np.random.default_rng([o.seed, SPLITS.index(split), index])
+            regions = plan_regions(
+                rng, self.spec.num_frames, o.regions, patterns, o.empty_share, o.min_informative_regions, o.distractor_share
+            )
+            plans.append(
+                VideoPlan(
+                    video_id=f"{split}-{index:05d}",
+                    split=split,
+                    label=index % o.num_classes,  # interleaved: any prefix is class-balanced
+                    regions=regions,
+                    render_seed=int(rng.integers(2**31)),
+                    background_level=int(rng.integers(30, 100)),
+                    start_xy=(float(rng.uniform()), float(rng.uniform())),
+                )
+            )
+        return plans
+
+    def _generate(self, todo: list[VideoPlan], *, progress: bool) -> None:
+        if not todo:
+            return
+        jobs = [(self.video_path(p), p, self.spec, self.classes, self.distractor_hz) for p in todo]
+        workers = self.options.workers if self.options.workers is not None else min(4, os.cpu_count() or 1)
+        workers = min(workers, len(jobs) // 8)  # starting a pool is not worth it for a handful of files
+        if "fork" not in get_all_start_methods():
+            workers = 0  # spawn would re-import the caller's main script; stay in this process
+        description = f"generating {len(jobs)} synthetic videos in {self.folder}"
+        if workers <= 1:
+            with _progress(len(jobs), description, progress) as advance:
+                for job in jobs:
+                    write_video(*job)
+                    advance()
+            return
+        # fork: workers run only numpy and PyAV; every worker is forked before the
+        # progress bar starts its refresh thread, so no lock is copied mid-use
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+            futures = [pool.submit(write_video, *job) for job in jobs]
+            with _progress(len(jobs), description, progress) as advance:
+                for future in futures:
+                    future.result()
+                    advance()
+
+
+@contextmanager
+def _progress(total: int, description: str, enabled: bool) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # stderr: stdout stays clean for --json commands
+    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
+
+
+def _scores(chosen: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    hits, selected, informative = int((chosen & truth).sum()), int(chosen.sum()), int(truth.sum())
+    return {
+        "items": int(chosen.size),
+        "selected": selected,
+        "informative": informative,
+        "hits": hits,
+        "precision": hits / selected if selected else None,
+        "recall": hits / informative if informative else None,
+        "oracle_ratio": informative / chosen.size if chosen.size else None,
+    }
+
+
+def _as_bool_array(decisions: Any) -> np.ndarray:
+    if hasattr(decisions, "detach"):  # a torch tensor, without importing torch here
+        decisions = decisions.detach().cpu().float().numpy()
+    return np.asarray(decisions, dtype=np.float64) >= 0.5
+
+
+def _media_part(manifest: dict[str, Any]) -> Any:
+    """What decides the files: compare these, not the ground-truth reading knobs."""
+    videos = [{k: v for k, v in video.items() if k != "regions"} | {"cues": [r["cues"] for r in video["regions"]]}
+              for video in manifest.get("videos", [])]
+    return manifest.get("format"), manifest.get("generation"), videos
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp.write_text(json.dumps(doc, indent=1))
+    os.replace(temp, path)
+
+
+@hookimpl
+def register_datasets(register):
+    register("synthetic", SyntheticDataset, description=SyntheticDataset.__doc__.splitlines()[0], options_model=SyntheticOptions)
