@@ -70,9 +70,14 @@ class ResNetTSN(ResNet):
     def __init__(self, *, depth: int = 50, width: int = 64, in_channels: int = 3, num_classes: int | None = None,
                  temporal_pool: bool = True, dropout: float = 0.0):
         block, layers = RESNET_LAYERS[depth]
+        object.__setattr__(self, "width", width)  # read by _make_layer during torchvision's __init__
         super().__init__(block, layers, num_classes=num_classes or 1000)
         if width != 64:
-            self._rebuild(block, layers, width, num_classes or 1000)
+            # torchvision hard-codes a 64-channel stem; its stages were already built at `width`.
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+            self.bn1 = self._norm_layer(width)
+            self.fc = nn.Linear(8 * width * block.expansion, num_classes or 1000)
         self.conv1 = replace_first_conv(self.conv1, in_channels)
         self.feature_dim = 8 * width * block.expansion
         self.temporal_pools = nn.ModuleList([TemporalMaxPool() for _ in range(3)]) if temporal_pool else None
@@ -81,22 +86,11 @@ class ResNetTSN(ResNet):
             self.fc = nn.Identity()
         self.num_classes = num_classes
 
-    def _rebuild(self, block: type[nn.Module], layers: list[int], width: int, num_classes: int) -> None:
-        # torchvision hard-codes 64 base channels; rebuild the stages with its own _make_layer.
-        self.inplanes = width
-        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = self._norm_layer(width)
-        self.layer1 = self._make_layer(block, width, layers[0])
-        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
-        self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
-        for m in self.modules():  # torchvision's initialisation
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # type: ignore[override]
+        # Scale torchvision's stage widths (64, 128, 256, 512) by width / 64.
+        if planes == 64:
+            self.inplanes = self.width  # stage 1 starts from the (scaled) stem
+        return super()._make_layer(block, planes * self.width // 64, blocks, stride=stride, dilate=dilate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, frames = fold_frames(x)
