@@ -91,7 +91,8 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def _rng(self, index: int, stream: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, index, stream])
+        # numpy seeds must be non-negative: fold any int (a negative seed, a 64-bit stream seed) into 64 bits
+        return np.random.default_rng([v % (1 << 64) for v in (self.seed, self.epoch, index, stream)])
 
     def open(self, index: int) -> VideoReader:
         """A reader for video ``index`` (raises MediaError); the caller closes it."""

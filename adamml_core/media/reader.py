@@ -8,7 +8,7 @@ whole file for a handful of segments. Decoded frames are kept in a small
 per-reader cache, so modalities that need the same frames (RGB and RGBDiff)
 decode them once.
 
-Audio is decoded, downmixed to mono and resampled (``av.AudioResampler``) for
+Audio is decoded, resampled (``av.AudioResampler``) and averaged to mono for
 the whole track on first use and kept: an audio track costs far less to decode
 than video, and one pass per video is cheaper than a seek per segment.
 
@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from adamml_core.media import cache as media_cache
+from adamml_core.media.audio import decode_audio_track
 
 log = logging.getLogger(__name__)
 
@@ -301,14 +302,54 @@ class VideoReader:
                 raise MediaError(self.path, f"video decoding failed ({type(error).__name__}: {error})") from None
             return None
         # End of the decodable stream: the remaining indices show the last frame.
+        warned = self._decodable is not None
         self._decodable = min(self._num_frames, max(last_k + 1, 1))
-        if error is not None or last_k + 1 < 0.9 * self._num_frames:
+        if not warned and (error is not None or last_k + 1 < 0.9 * self._num_frames):
             log.warning("%s: only %d of %d frames decode (%s); later indices repeat the last one",
                         self.path, last_k + 1, self._num_frames, error or "stream ends early")
         while j < len(wanted):
             result[wanted[j]] = self._converted(previous, converted)
             j += 1
         return result
+
+    def iter_frames(self):
+        """Yield ``(i, frame)`` for every index 0..num_frames-1 in one sequential pass (``adamml prepare``).
+
+        The same rule as :meth:`frames`: index i shows the last frame whose index is <= i.
+        """
+        if not self._has_video or self._container is None:
+            raise MediaError(self.path, "no video stream" if not self._has_video else "reader reads a prepared cache")
+        vs = self._vstream
+        self._container.seek(0, stream=vs, backward=True, any_frame=False)
+        n, nxt, k = self._num_frames, 0, -1
+        previous: av.VideoFrame | None = None
+        last: tuple[av.VideoFrame, np.ndarray] | None = None  # a source frame can fill several indices
+
+        def array(frame: av.VideoFrame) -> np.ndarray:
+            nonlocal last
+            if last is None or last[0] is not frame:
+                last = (frame, self.convert(frame))
+            return last[1]
+
+        try:
+            for frame in self._container.decode(vs):
+                self.stats.video_frames_decoded += 1
+                k = self.frame_index(frame, k)
+                while nxt < n and k > nxt:
+                    yield nxt, array(previous if previous is not None else frame)
+                    nxt += 1
+                previous = frame
+                if nxt >= n:
+                    return
+        except av.FFmpegError as exc:
+            if previous is None:
+                raise MediaError(self.path, f"video decoding failed ({type(exc).__name__}: {exc})") from None
+            log.warning("%s: decoding stopped at frame %d (%s); later indices repeat it", self.path, k, exc)
+        if previous is None:
+            raise MediaError(self.path, "no decodable video frames")
+        while nxt < n:
+            yield nxt, array(previous)
+            nxt += 1
 
     def _converted(self, item: tuple[int, av.VideoFrame], converted: dict[int, np.ndarray]) -> np.ndarray:
         k, frame = item
@@ -351,34 +392,7 @@ class VideoReader:
     def _decode_audio(self, sample_rate: int) -> np.ndarray:
         assert self._container is not None and self._astream is not None
         self.stats.audio_decodes += 1
-        # Resample keeping the channels, then average them: mono as the mean of the channels
-        # (swresample's own downmix would scale a centred stereo tone by 1/sqrt(2) per channel, summed).
-        resampler: av.AudioResampler | None = None
-        chunks: list[np.ndarray] = []
-        first_time: float | None = None
-
-        def take(frames: list[av.AudioFrame]) -> None:
-            for out in frames:
-                chunks.append(out.to_ndarray().reshape(len(out.layout.channels), -1).mean(axis=0))
-
         try:
-            self._container.seek(0, stream=self._astream, backward=True, any_frame=False)
-            for frame in self._container.decode(self._astream):
-                if first_time is None:
-                    first_time = float(frame.time) if frame.time is not None else self._t0
-                if resampler is None:
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=sample_rate)
-                take(resampler.resample(frame))
-            if resampler is not None:
-                take(resampler.resample(None))
+            return decode_audio_track(self._container, self._astream, sample_rate, start_time=self._t0)
         except av.FFmpegError as exc:
-            if not chunks:
-                raise MediaError(self.path, f"audio decoding failed ({type(exc).__name__}: {exc})") from None
-            log.warning("%s: audio decoding stopped early (%s); the rest is silence", self.path, exc)
-        track = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-        offset = int(round(((first_time or self._t0) - self._t0) * sample_rate))
-        if offset > 0:  # audio starts after the first frame
-            track = np.concatenate([np.zeros(offset, np.float32), track])
-        elif offset < 0:
-            track = track[-offset:]
-        return np.clip(track, -1.0, 1.0)
+            raise MediaError(self.path, f"audio decoding failed ({type(exc).__name__}: {exc})") from None
