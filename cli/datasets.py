@@ -9,6 +9,8 @@ import typer
 
 from adamml_cli.output import console, emit_json, err_console, table, user_errors
 
+SPLITS = ("train", "val")  # adamml_core.datasets.Split
+
 datasets_app = typer.Typer(
     help="List the registered datasets (class count, metric); `check CONFIG` scans a dataset's videos.",
     invoke_without_command=True,
@@ -83,6 +85,7 @@ def check(
     splits: list[str] = typer.Option(["train", "val"], "--split", help="split(s) to scan (repeat the option)"),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="open each file (streams only) to find unreadable ones and those without audio"),
     examples: int = typer.Option(5, min=0, help="examples shown per problem"),
+    workers: int = typer.Option(8, min=1, help="files probed at once"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
     """Scan a config's dataset: annotated videos found, missing, unreadable, without audio, with examples.
@@ -93,11 +96,14 @@ def check(
     from adamml_core.dataset_scan import scan_dataset
     from adamml_core.plugins import components, load_plugins
 
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise typer.BadParameter(f"unknown split(s) {unknown}; splits: {', '.join(SPLITS)}", param_hint="--split")
     with user_errors():
         cfg = load_config(config, overrides)
         comps = load_plugins(block=cfg.plugins.block).components if cfg.plugins.block else components()
         dataset = comps.datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
-        reports = scan_dataset(dataset, splits, probe=probe, max_examples=examples, progress=not json_output)
+        reports = scan_dataset(dataset, splits, probe=probe, max_examples=examples, progress=not json_output, workers=workers)
     ready = all(r.complete or (cfg.dataset.allow_missing and r.found > 0) for r in reports.values())
     if json_output:
         emit_json(

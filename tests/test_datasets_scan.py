@@ -226,3 +226,20 @@ def test_datasets_check_human_output_and_errors(cli, media, tmp_path):
     assert bad.exit_code == 2 and "Did you mean 'kinetics_sounds'" in bad.stderr
     typo = cli("datasets", "check", str(config), "dataset.options.rooot=/x")
     assert typo.exit_code == 2 and "rooot" in typo.stderr
+
+
+def test_datasets_check_rejects_unknown_splits(cli, media, tmp_path):
+    options, _, _ = layout_csv_list(tmp_path, media)
+    config = write_config(tmp_path, "csv_list", options)
+    result = cli("datasets", "check", str(config), "--split", "test")
+    assert result.exit_code == 2 and "unknown split" in result.output
+
+
+def test_probing_on_threads_keeps_record_order(media, tmp_path):
+    kinds = ["av", "garbage", "silent", "av", "garbage", "silent"] * 3
+    records = [VideoRecord(str(i), place(media, k, tmp_path / f"{i}.mp4"), (0,)) for i, k in enumerate(kinds)]
+    records.insert(5, VideoRecord("gone", tmp_path / "gone.mp4", (0,)))
+    usable, report = scan_records(records, workers=4)
+    assert [r.video_id for r in usable] == [str(i) for i, k in enumerate(kinds) if k != "garbage"]
+    assert (report.found, report.unreadable, report.missing, report.without_audio) == (12, 6, 1, 6)
+    assert [e["video_id"] for e in report.examples["unreadable"]] == ["1", "4", "7", "10", "13"]
