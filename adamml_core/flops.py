@@ -126,3 +126,34 @@ def decisions_gflops(report: Mapping[str, Any], decisions: torch.Tensor, modalit
     used = decisions.detach().to("cpu", torch.float64).sum(dim=1)  # [B, M]
     per_segment_policy = report["per_segment"]["policy_total"]
     return per_segment_policy * decisions.shape[1] + used @ costs
+
+
+def config_cost_report(
+    cfg: Any, num_classes: int, components: Any | None = None, *, segments: int | None = None, device: str = "meta"
+) -> dict[str, Any]:
+    """Build the system a config describes and count it (``segments`` default: the test segments).
+
+    On the ``meta`` device (default) the networks have shapes but no storage, so
+    counting a paper-sized system takes seconds and no memory; the count is the
+    same as with real weights.
+    """
+    from adamml_core.models.build import build_modalities, build_policy_views, build_system, resolved
+
+    if components is None:
+        from adamml_core.plugins import components as default_components
+
+        components = default_components()
+    cfg = resolved(cfg, components)
+    modalities = build_modalities(cfg, components)
+    views = build_policy_views(cfg, modalities, components)
+    with torch.device(device):
+        system = build_system(cfg, num_classes, components, modalities, views)
+    report = cost_report(system, modalities, views, segments or cfg.sampling.test_segments)
+    report["num_classes"] = num_classes
+    report["components"] = {
+        "recognition": {m: cfg.recognition[m].backbone.model_dump() for m in cfg.modalities},
+        "policy": {m: cfg.policy.backbones[m].model_dump() for m in cfg.modalities},
+        "policy_views": {m: cfg.policy.proxies[m] or m for m in cfg.modalities},
+        "fusion": cfg.fusion.name,
+    }
+    return report

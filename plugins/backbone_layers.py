@@ -140,7 +140,9 @@ def load_pretrained(
             f"pretrained weights {path} do not fit {type(module).__name__} "
             f"(is it the same depth/width?): " + "; ".join(problems)
         )
-    module.load_state_dict(usable, strict=False)
+    # A network built on the meta device (shapes only, e.g. for FLOP counting) has nothing to copy into.
+    if not any(p.is_meta for p in module.parameters()):
+        module.load_state_dict(usable, strict=False)
     report.loaded = len(usable)
     report.head_skipped = sorted(set(report.head_skipped))
     if report.head_skipped:
