@@ -43,7 +43,7 @@ def scaled_short_side(value: float, crop: int) -> int:
     return int(round(value * crop / REFERENCE_CROP))
 
 
-def train_plan(
+def training_plan(
     crop: int,
     short_side_range: tuple[int, int],
     rng: np.random.Generator,
@@ -65,7 +65,7 @@ def train_plan(
     )
 
 
-def test_plan(crop: int, short_side: int, *, out_size: int | None = None) -> SpatialPlan:
+def evaluation_plan(crop: int, short_side: int, *, out_size: int | None = None) -> SpatialPlan:
     """Crop-scaled short side, centre crop."""
     return SpatialPlan(short_side=max(scaled_short_side(short_side, crop), crop), crop=crop, out_size=out_size)
 
@@ -152,8 +152,8 @@ class FrameOptions(BaseModel):
         if train:
             if rng is None:
                 raise ValueError("training-time loading needs an rng")
-            return train_plan(self.crop_size, self.train_short_side_range, rng, flip=self.flip, out_size=out_size)
-        return test_plan(self.crop_size, self.test_short_side, out_size=out_size)
+            return training_plan(self.crop_size, self.train_short_side_range, rng, flip=self.flip, out_size=out_size)
+        return evaluation_plan(self.crop_size, self.test_short_side, out_size=out_size)
 
 
 def policy_locations(frame_indices: tuple[int, ...]) -> tuple[int, ...]:
