@@ -26,6 +26,7 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_va
 from adamml_core import hookimpl
 from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
 from adamml_plugins.synthetic_media import (
+    BACKGROUND_LEVELS,
     CUES,
     GENERATOR_VERSION,
     ClassSignature,
@@ -330,7 +331,7 @@ class SyntheticDataset(VideoDataset):
                     label=index % o.num_classes,  # interleaved: any prefix is class-balanced
                     regions=regions,
                     render_seed=int(rng.integers(2**31)),
-                    background_level=int(rng.integers(30, 100)),
+                    background_level=int(rng.integers(*BACKGROUND_LEVELS)),
                     start_xy=(float(rng.uniform()), float(rng.uniform())),
                 )
             )

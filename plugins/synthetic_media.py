@@ -31,9 +31,11 @@ import av
 import numpy as np
 
 CUES = ("appearance", "motion", "tone")
-GENERATOR_VERSION = 1  # bump when the pixels or samples change, so old caches are not reused
+GENERATOR_VERSION = 3  # bump when the pixels or samples change, so old caches are not reused
 
-NEUTRAL_GREY = (150, 150, 150)
+NEUTRAL_GREY = (170, 170, 170)
+TEXTURE_DEPTH = 0.3  # the object's texture darkens its colour by up to this share
+BACKGROUND_LEVELS = (20, 80)  # per-video grey level; with its +-12 texture it stays below the darkest object
 LOWEST_TONE_HZ = 300.0
 WIDEST_TONE_STEP_HZ = 300.0  # >= 6 bins of a 256-bin spectrogram at 24 kHz (~47 Hz per bin)
 
@@ -70,7 +72,7 @@ def class_signatures(num_classes: int, sample_rate: int) -> tuple[list[ClassSign
         classes.append(
             ClassSignature(c, (round(r * 255), round(g * 255), round(b * 255)), hue, direction, LOWEST_TONE_HZ + c * step)
         )
-    distractor = LOWEST_TONE_HZ + (num_classes - 0.5) * step
+    distractor = LOWEST_TONE_HZ + num_classes * step  # one step above the highest class tone
     return classes, distractor
 
 
@@ -209,6 +211,7 @@ def render_frames(plan: VideoPlan, spec: MediaSpec, classes: Sequence[ClassSigna
     track = object_track(plan, spec, signature.direction_deg)
     radius = spec.object_radius
     half = int(np.ceil(radius)) + 2
+    texture_k = 2 * np.pi / max(4.0, radius)  # one period per radius, at least 4 pixels
     colour_of = {True: np.array(signature.rgb, np.float32), False: np.array(NEUTRAL_GREY, np.float32)}
     for frame in range(spec.num_frames):
         image = background.copy()
@@ -217,10 +220,14 @@ def render_frames(plan: VideoPlan, spec: MediaSpec, classes: Sequence[ClassSigna
         right, bottom = min(spec.width, int(cx) + half + 1), min(spec.height, int(cy) + half + 1)
         ys, xs = np.mgrid[top:bottom, left:right]
         # anti-aliased edge: sub-pixel positions move the disc smoothly, which flow needs
-        alpha = np.clip(radius + 0.5 - np.hypot(xs + 0.5 - cx, ys + 0.5 - cy), 0.0, 1.0)[..., None]
+        dx, dy = xs + 0.5 - cx, ys + 0.5 - cy
+        alpha = np.clip(radius + 0.5 - np.hypot(dx, dy), 0.0, 1.0)[..., None]
+        # a smooth texture that travels with the object: flow inside a flat disc would be
+        # unobservable (aperture problem), leaving only its rim to move
+        shade = 1.0 - TEXTURE_DEPTH * (0.5 + 0.5 * np.sin(dx * texture_k) * np.sin(dy * texture_k))[..., None]
         colour = colour_of["appearance" in plan.cues_at(frame)]
         patch = image[top:bottom, left:right]
-        image[top:bottom, left:right] = patch * (1.0 - alpha) + colour * alpha
+        image[top:bottom, left:right] = patch * (1.0 - alpha) + colour * shade * alpha
         yield image.round().astype(np.uint8)
 
 
