@@ -13,6 +13,9 @@ import string
 from pathlib import Path
 from typing import Any, Iterable
 
+# Suffixes that mean a pattern wrongly carries the extension (those belong in `extensions`).
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv"})
+
 
 def normalise_extensions(extensions: Iterable[str]) -> list[str]:
     out: list[str] = []
@@ -44,7 +47,7 @@ def check_patterns(patterns: list[str], allowed: dict[str, Any]) -> list[str]:
             pattern.format(**allowed)
         except (ValueError, KeyError, IndexError) as exc:
             raise ValueError(f"file pattern '{pattern}' cannot be filled: {exc}") from None
-        if Path(pattern).suffix and Path(pattern.format(**allowed)).suffix in (".mp4", ".mkv", ".webm", ".avi"):
+        if Path(pattern.format(**allowed)).suffix.lower() in VIDEO_SUFFIXES:
             raise ValueError(f"file pattern '{pattern}' ends in an extension; list extensions in 'extensions' instead")
     return patterns
 
