@@ -61,6 +61,8 @@ def test_shipped_config_resolves(path):
     if absent:
         pytest.skip(f"not registered yet (another helper's plugin): {', '.join(absent)}")
     resolved = resolve_config(cfg, comps)
+    if path.parent.name not in DATASETS or path.stem not in SETTINGS:
+        return  # another helper's config: resolving is what we can check
     for m in resolved.modalities:
         assert resolved.recognition[m].backbone.name == ("mobilenet_v2" if m == "audio" else "resnet50_tsn")
         assert resolved.policy.backbones[m].name == "mobilenet_v2"
