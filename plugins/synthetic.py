@@ -11,14 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
-from contextlib import contextmanager
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
@@ -36,7 +32,7 @@ from adamml_plugins.synthetic_media import (
     class_signatures,
     pick_video_codec,
     plan_regions,
-    write_video,
+    write_videos,
 )
 
 MANIFEST = "manifest.json"
@@ -338,43 +334,9 @@ class SyntheticDataset(VideoDataset):
         return plans
 
     def _generate(self, todo: list[VideoPlan], *, progress: bool) -> None:
-        if not todo:
-            return
-        jobs = [(self.video_path(p), p, self.spec, self.classes, self.distractor_hz) for p in todo]
         workers = self.options.workers if self.options.workers is not None else min(4, os.cpu_count() or 1)
-        workers = min(workers, len(jobs) // 8)  # starting a pool is not worth it for a handful of files
-        if "fork" not in get_all_start_methods():
-            workers = 0  # spawn would re-import the caller's main script; stay in this process
-        description = f"generating {len(jobs)} synthetic videos in {self.folder}"
-        if workers <= 1:
-            with _progress(len(jobs), description, progress) as advance:
-                for job in jobs:
-                    write_video(*job)
-                    advance()
-            return
-        # fork: workers run only numpy and PyAV; every worker is forked before the
-        # progress bar starts its refresh thread, so no lock is copied mid-use
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            futures = [pool.submit(write_video, *job) for job in jobs]
-            with _progress(len(jobs), description, progress) as advance:
-                for future in futures:
-                    future.result()
-                    advance()
-
-
-@contextmanager
-def _progress(total: int, description: str, enabled: bool) -> Iterator[Callable[[], None]]:
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    # stderr: stdout stays clean for --json commands
-    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
+        jobs = [(self.video_path(p), p, self.spec, self.classes, self.distractor_hz) for p in todo]
+        write_videos(jobs, workers=workers, progress=progress, description=f"synthetic videos -> {self.folder}")
 
 
 def _scores(chosen: np.ndarray, truth: np.ndarray) -> dict[str, Any]:

@@ -22,22 +22,26 @@ from __future__ import annotations
 
 import colorsys
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import av
 import numpy as np
 
 CUES = ("appearance", "motion", "tone")
-GENERATOR_VERSION = 3  # bump when the pixels or samples change, so old caches are not reused
+GENERATOR_VERSION = 4  # bump when the pixels or samples change, so old caches are not reused
 
 NEUTRAL_GREY = (170, 170, 170)
 TEXTURE_DEPTH = 0.3  # the object's texture darkens its colour by up to this share
 BACKGROUND_LEVELS = (20, 80)  # per-video grey level; with its +-12 texture it stays below the darkest object
 LOWEST_TONE_HZ = 300.0
-WIDEST_TONE_STEP_HZ = 300.0  # >= 6 bins of a 256-bin spectrogram at 24 kHz (~47 Hz per bin)
+WIDEST_TONE_STEP_HZ = 500.0  # >= 10 bins of the 256-bin spectrogram at 24 kHz (~47 Hz per bin), >= 2.5 when resized to 64
 
 
 @dataclass(frozen=True)
@@ -318,3 +322,39 @@ def _encode(path: Path, plan: VideoPlan, spec: MediaSpec, classes: Sequence[Clas
                 sent = upto
         container.mux(video.encode(None))
         container.mux(audio.encode(None))
+
+
+def write_videos(jobs: Sequence[tuple[Any, ...]], *, workers: int, progress: bool, description: str) -> None:
+    """:func:`write_video` for each argument tuple, in ``workers`` processes, with a progress bar."""
+    workers = min(workers, len(jobs) // 8)  # starting a pool is not worth it for a handful of files
+    if "fork" not in get_all_start_methods():
+        workers = 0  # spawn would re-import the caller's main script; stay in this process
+    if workers <= 1:
+        with _progress(len(jobs), description, progress) as advance:
+            for job in jobs:
+                write_video(*job)
+                advance()
+        return
+    # fork: workers run only numpy and PyAV; all of them are forked before the
+    # progress bar starts its refresh thread, so no lock is copied mid-use
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        futures = [pool.submit(write_video, *job) for job in jobs]
+        with _progress(len(jobs), description, progress) as advance:
+            for future in futures:
+                future.result()
+                advance()
+
+
+@contextmanager
+def _progress(total: int, description: str, enabled: bool) -> Iterator[Callable[[], None]]:
+    if not enabled or total == 0:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # stderr: stdout stays clean for --json commands
+    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
