@@ -75,7 +75,9 @@ def _write_image(path: Path, rgb: np.ndarray, settings: PrepareSettings) -> None
     if settings.frame_format == "png":
         ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     else:
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+        # 4:4:4: chroma subsampling, not quantisation, is most of JPEG's error on video frames
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality,
+                                              cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
     if not ok:
         raise OSError(f"could not encode {path.name}")
     path.write_bytes(data.tobytes())

@@ -5,11 +5,12 @@ and keeps every ``frame_stride``-th one (8 frames).
 
 - Training: the video is split into C equal regions; in each, the span starts
   at a random frame such that it stays inside the region when the region is
-  long enough (otherwise at the region's start, running on into the next one).
+  long enough (otherwise at a random frame of the region, running on into the
+  next one), and never runs past the end of the video when the video is long enough.
 - Test: C spans centred on the centres of C equal regions.
 
-Indices beyond the last frame are clamped to it, so a clip shorter than a span
-repeats its last frame. ``first_frame`` / ``num_frames`` may describe a window
+Indices beyond the last frame (of the window) are clamped to it, so a clip
+shorter than a span repeats its last frame. ``first_frame`` / ``num_frames`` may describe a window
 inside a longer file (an untrimmed video's annotated part); ``total_frames`` is
 the file's frame count used for clamping and recorded in the segments.
 """
@@ -27,9 +28,9 @@ def _span(sampling: SamplingConfig) -> int:
 
 
 def _segment(
-    index: int, start: int, sampling: SamplingConfig, fps: float, first_frame: int, total_frames: int
+    index: int, start: int, sampling: SamplingConfig, fps: float, first_frame: int, num_frames: int, total_frames: int
 ) -> Segment:
-    last = max(total_frames - 1, 0)
+    last = max(min(first_frame + num_frames, total_frames) - 1, 0)  # the window's last frame
     frames = tuple(
         min(max(first_frame + start + k * sampling.frame_stride, 0), last) for k in range(sampling.frames_per_segment)
     )
@@ -53,10 +54,12 @@ def train_segments(
     for c in range(count):
         region_start = (c * num_frames) // count
         region_end = ((c + 1) * num_frames) // count
+        # A region shorter than the span still varies the start within itself (the span runs on).
+        last_start = region_end - span if region_end - region_start >= span else region_end - 1
         low = min(region_start, latest_start)
-        high = max(low, min(region_end - span, latest_start))
+        high = max(low, min(last_start, latest_start))
         start = int(rng.integers(low, high + 1))
-        segments.append(_segment(c, start, sampling, fps, first_frame, total))
+        segments.append(_segment(c, start, sampling, fps, first_frame, num_frames, total))
     return segments
 
 
@@ -76,5 +79,5 @@ def test_segments(
     for c in range(count):
         centre = (c + 0.5) * num_frames / count
         start = min(max(int(round(centre - span / 2)), 0), latest_start)
-        segments.append(_segment(c, start, sampling, fps, first_frame, total))
+        segments.append(_segment(c, start, sampling, fps, first_frame, num_frames, total))
     return segments

@@ -1,0 +1,146 @@
+"""``adamml prepare``: the offline cache gives the online tensors, is resumable, never half-written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from adamml_core.config import SamplingConfig
+from adamml_core.data import SegmentedVideoDataset
+from adamml_core.datasets import VideoRecord
+from adamml_core.media import cache as media_cache
+from adamml_core.media import prepare as prep
+from adamml_core.media.prepare import PrepareSettings, prepare_video, prepare_videos
+from adamml_core.media.reader import VideoReader
+from adamml_core.plugins import load_plugins
+from media_factory import write_garbage, write_video
+
+SAMPLING = SamplingConfig(train_segments=2, test_segments=2, decode_short_side=48)
+# JPEG at quality 95, 4:4:4: the stated tolerance (docs/media.md) in 8-bit levels, for the worst
+# case of a small random texture (natural 256p frames measure below 1).
+JPEG_MEAN_ABS_LEVELS = 3.0
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prepare_src")
+    write_video(folder / "a.mp4", num_frames=40)
+    write_video(folder / "sub" / "vfr.mp4", num_frames=30, variable_frame_rate=True)
+    write_video(folder / "silent.mp4", num_frames=20, audio=False)
+    write_garbage(folder / "broken.mp4")
+    return folder
+
+
+def dataset(paths, cache_dir=None):
+    comps = load_plugins().components
+    mods = {
+        "rgb": comps.modalities.build("rgb", {"crop_size": 32, "policy_size": 16}, sampling=SAMPLING),
+        "flow": comps.modalities.build("flow", {"crop_size": 32, "algorithm": "dis", "threads": 1}, sampling=SAMPLING),
+        "audio": comps.modalities.build("audio", {"input_size": 32}, sampling=SAMPLING),
+    }
+    views = {"rgb": mods["rgb"], "audio": mods["audio"],
+             "flow": comps.proxies.build("rgbdiff", {"crop_size": 32, "policy_size": 16}, sampling=SAMPLING)}
+    records = [VideoRecord(p.stem, p, (0,)) for p in paths]
+    return SegmentedVideoDataset(records, modalities=mods, policy_views=views, sampling=SAMPLING, train=True,
+                                 num_classes=2, multi_label=False, cache_dir=cache_dir, seed=5)
+
+
+def test_prepared_cache_gives_exactly_the_online_tensors(videos, tmp_path):
+    paths = prep.find_videos(videos)
+    assert [p.name for p in paths] == ["a.mp4", "broken.mp4", "silent.mp4", "vfr.mp4"]
+    settings = PrepareSettings(decode_short_side=48, flow=True, flow_algorithm="dis", flow_threads=2)
+    results = {r.path: r for r in prepare_videos(paths, tmp_path, settings, workers=2)}
+    assert [results[str(p)].status for p in paths] == ["done", "failed", "done", "done"]
+    assert "cannot open" in results[str(videos / "broken.mp4")].message
+    assert not (tmp_path / media_cache.cache_key(videos / "broken.mp4")).exists()
+
+    good = [p for p in paths if p.name != "broken.mp4"]
+    online, offline = dataset(good), dataset(good, cache_dir=tmp_path)
+    for i in range(len(good)):
+        with offline.open(i) as reader:
+            assert reader.prepared
+        a, b = online[i], offline[i]
+        for key in ("inputs", "policy_inputs"):
+            for m in a[key]:
+                assert torch.equal(a[key][m], b[key][m]), f"{good[i].name} {key}.{m} differs"
+
+
+def test_prepared_reader_reads_no_video_and_flow_from_the_cache(videos, tmp_path):
+    settings = PrepareSettings(decode_short_side=48, flow=True, flow_algorithm="dis")
+    path = videos / "a.mp4"
+    assert prepare_video(path, tmp_path, settings).status == "done"
+    ds = dataset([path], cache_dir=tmp_path)
+    with ds.open(0) as reader:
+        ds.load_item(0, 0, "flow", media=reader)
+        assert reader.stats.video_frames_decoded == 0 and reader.stats.frames_from_cache_dir > 0
+        flow_files = sorted((tmp_path / reader.cache_key / "flow" / "dis-s48").glob("*.npy"))
+        assert len(flow_files) == 39  # every consecutive pair of 40 frames
+        ds.load_item(0, 0, "audio", media=reader)
+        assert reader.stats.audio_decodes == 0 and reader.stats.audio_from_cache_dir == 1
+
+
+def test_jpeg_cache_is_within_the_stated_tolerance(videos, tmp_path):
+    path = videos / "a.mp4"
+    settings = PrepareSettings(decode_short_side=48, frame_format="jpg", jpeg_quality=95)
+    assert prepare_video(path, tmp_path, settings).status == "done"
+    indices = list(range(0, 40, 3))
+    with VideoReader(path, decode_short_side=48) as online, VideoReader(path, decode_short_side=48, cache_dir=tmp_path) as cached:
+        assert cached.prepared
+        diff = np.abs(online.frames(indices).astype(np.int16) - cached.frames(indices).astype(np.int16))
+    assert 0 < diff.mean() <= JPEG_MEAN_ABS_LEVELS
+
+
+def test_rerun_skips_finished_videos_and_stale_settings_redo_them(videos, tmp_path):
+    path = videos / "silent.mp4"
+    settings = PrepareSettings(decode_short_side=48)
+    assert prepare_video(path, tmp_path, settings).status == "done"
+    assert prepare_video(path, tmp_path, settings).status == "skipped"
+    assert prepare_video(path, tmp_path, PrepareSettings(decode_short_side=32)).status == "done"
+    meta = media_cache.read_meta(tmp_path / media_cache.cache_key(path))
+    assert meta["decode_short_side"] == 32 and meta["has_audio"] is False
+    with VideoReader(path, decode_short_side=48, cache_dir=tmp_path) as reader:
+        assert not reader.prepared  # prepared at another size: read the video itself
+
+
+def test_an_interrupted_video_leaves_nothing_half_written_and_resumes(videos, tmp_path, monkeypatch):
+    path = videos / "a.mp4"
+    settings = PrepareSettings(decode_short_side=48)
+    written = []
+    original = prep._write_image
+
+    def interrupt_after_five(target, rgb, s):
+        if len(written) == 5:
+            raise KeyboardInterrupt
+        written.append(target)
+        original(target, rgb, s)
+
+    monkeypatch.setattr(prep, "_write_image", interrupt_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_video(path, tmp_path, settings)
+    assert list(tmp_path.iterdir()) == [], "neither a final nor a temporary folder remains"
+    (tmp_path / f"{prep.TMP_PREFIX}left-by-a-killed-run").mkdir()  # a process killed outright leaves one
+    monkeypatch.setattr(prep, "_write_image", original)
+    results = prepare_videos([path], tmp_path, settings)
+    assert [r.status for r in results] == ["done"]
+    assert [p.name for p in tmp_path.iterdir()] == [media_cache.cache_key(path)]
+    assert len(list((tmp_path / media_cache.cache_key(path) / "frames").glob("*.png"))) == 40
+
+
+def test_cli_prepares_a_folder_and_reports_json(videos, tmp_path):
+    from adamml_cli.app import build_app
+
+    runner = CliRunner()
+    args = ["prepare", str(videos), "--cache-dir", str(tmp_path), "--short-side", "48", "--json"]
+    first = runner.invoke(build_app(), args)
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert (doc["videos"], doc["done"], doc["skipped"], doc["failed"]) == (4, 3, 0, 1)
+    assert doc["failed_videos"][0]["path"].endswith("broken.mp4")
+    again = json.loads(runner.invoke(build_app(), args).stdout)
+    assert (again["done"], again["skipped"]) == (0, 3)
+    missing = runner.invoke(build_app(), ["prepare", str(tmp_path / "nothing"), "--cache-dir", str(tmp_path)])
+    assert missing.exit_code == 2 and "nothing" in missing.output
