@@ -234,3 +234,26 @@ def test_baselines_use_the_same_networks(components):
         everything = system.forward_all(inputs)
         assert torch.allclose(everything, torch.stack(list(per_modality.values())).mean(0), atol=1e-5)
         assert torch.allclose(everything, system.fuse(system.recognize_all(inputs), torch.ones(B, C, 3)), atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_step_selected_path_and_autocast(components):
+    system, inputs, policy_inputs = make(components)
+    device = torch.device("cuda")
+    system.to(device)
+    inputs = {m: x.to(device) for m, x in inputs.items()}
+    policy_inputs = {m: x.to(device) for m, x in policy_inputs.items()}
+    system.train()
+    out = system(inputs, policy_inputs)
+    F.cross_entropy(out.logits, torch.arange(B, device=device) % NUM_CLASSES).backward()
+    assert system.policy.head.heads[0].weight.grad.abs().sum() > 0
+    system.eval()
+    with torch.no_grad(), torch.backends.cudnn.flags(allow_tf32=False):
+        out = system(inputs, policy_inputs)
+        decisions = random_decisions().to(device)
+        masked = system.fuse(system.recognize_all(inputs), decisions)
+        selected = system.forward_selected(gather_items(inputs, decisions, system.modalities), decisions)
+        assert selected.device.type == "cuda" and torch.allclose(selected, masked, atol=1e-4)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            amp = system.forward_selected(gather_items(inputs, decisions, system.modalities), decisions)
+        assert torch.isfinite(amp).all() and torch.allclose(amp.float(), masked, atol=0.1)
