@@ -87,11 +87,6 @@ class SyntheticOptions(DatasetOptions):
     )
     workers: NonNegativeInt | None = Field(None, description="processes generating files; null: up to 4 by CPU count")
 
-    @field_validator("root")
-    @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
-
     @field_validator("width", "height")
     @classmethod
     def _even(cls, value: int) -> int:
@@ -157,7 +152,8 @@ class SyntheticDataset(VideoDataset):
         fields = options.generation_fields()
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         self.fingerprint = digest
-        self.folder = options.root / f"k{options.num_classes}-seed{options.seed}-{digest}"
+        # "~" is expanded here, not in the options, so a stored config stays portable
+        self.folder = options.root.expanduser() / f"k{options.num_classes}-seed{options.seed}-{digest}"
         num_frames = round(options.duration * options.fps)
         short = min(options.width, options.height)
         self.spec = MediaSpec(
@@ -242,6 +238,24 @@ class SyntheticDataset(VideoDataset):
         cues = self.informative_cues(record_or_video_id, t0, t1)
         return {m for cue in cues for m in self.options.cue_modalities.get(cue, [])}
 
+    def informative_mask(
+        self, records: Sequence[VideoRecord], segments_per_video: Sequence[Sequence[Any]], modality_names: Sequence[str]
+    ) -> np.ndarray:
+        """bool ``[B, C, M]``: the oracle policy's decisions (select exactly what is informative).
+
+        Every video must have the same number of segments.
+        """
+        counts = {len(segments) for segments in segments_per_video}
+        if len(counts) > 1:
+            raise ValueError(f"videos have different numbers of segments: {sorted(counts)}")
+        truth = np.zeros((len(records), counts.pop() if counts else 0, len(modality_names)), dtype=bool)
+        for b, (record, segments) in enumerate(zip(records, segments_per_video, strict=True)):
+            for c, segment in enumerate(segments):
+                frames = segment.frame_indices
+                useful = self.informative(record, frames[0] / segment.fps, (frames[-1] + 1) / segment.fps)
+                truth[b, c] = [m in useful for m in modality_names]
+        return truth
+
     def selection_quality(
         self, records: Sequence[VideoRecord], segments_per_video: Sequence[Sequence[Any]], decisions: Any, modality_names: Sequence[str]
     ) -> dict[str, Any]:
@@ -261,14 +275,9 @@ class SyntheticDataset(VideoDataset):
                 f"decisions of shape {tuple(chosen.shape)} do not match {len(records)} videos x segments x "
                 f"{len(modality_names)} modalities {list(modality_names)}"
             )
-        truth = np.zeros_like(chosen)
-        for b, (record, segments) in enumerate(zip(records, segments_per_video, strict=True)):
-            if len(segments) != chosen.shape[1]:
-                raise ValueError(f"video {record.video_id}: {len(segments)} segments, decisions have {chosen.shape[1]}")
-            for c, segment in enumerate(segments):
-                frames = segment.frame_indices
-                useful = self.informative(record, frames[0] / segment.fps, (frames[-1] + 1) / segment.fps)
-                truth[b, c] = [m in useful for m in modality_names]
+        truth = self.informative_mask(records, segments_per_video, modality_names) if len(records) else np.zeros_like(chosen)
+        if truth.shape != chosen.shape:
+            raise ValueError(f"decisions of shape {tuple(chosen.shape)} do not match the segments, {tuple(truth.shape)}")
         quality = _scores(chosen, truth)
         quality["per_modality"] = {m: _scores(chosen[..., k], truth[..., k]) for k, m in enumerate(modality_names)}
         empty = ~truth.any(axis=2)

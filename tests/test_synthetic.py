@@ -81,7 +81,8 @@ def test_options_explain_mistakes(tmp_path):
         SyntheticOptions(root=tmp_path, width=127)
     with pytest.raises(ValueError, match="min_informative_regions"):
         SyntheticOptions(root=tmp_path, regions=2, min_informative_regions=3)
-    assert SyntheticOptions(root="~/x").root == Path("~/x").expanduser()
+    assert SyntheticDataset(SyntheticOptions(root="~/x")).folder.parent == Path("~/x").expanduser()
+    assert SyntheticDataset(SyntheticOptions()).folder.parent.name == "synthetic"  # under the user's cache
 
 
 def test_class_tones_fall_in_distinct_spectrogram_bins():
@@ -267,6 +268,11 @@ def test_selection_quality_on_a_hand_example(tmp_path):
     assert (rgb["precision"], rgb["recall"]) == (0.5, 0.5)
     assert (audio["precision"], audio["recall"]) == (0.5, 0.5)
     assert quality["uninformative_segments"] == 1 and quality["uninformative_segments_skipped"] == 1
+
+    oracle = dataset.informative_mask([record], [segments], names)
+    assert oracle.tolist() == [[[True, False], [False, True], [False, False], [True, True]]]
+    perfect = dataset.selection_quality([record], [segments], oracle, names)
+    assert perfect["precision"] == perfect["recall"] == 1.0 and perfect["uninformative_segments_skipped"] == 1
 
     torch = pytest.importorskip("torch")
     nothing = dataset.selection_quality([record], [segments], torch.zeros(1, 4, 2), names)
