@@ -98,6 +98,8 @@ def _backbone(components: Any, spec: Any, path: str, *, input_shape: tuple[int, 
         raise ConfigError(f"{path}.name: {exc}") from None
     except ComponentOptionsError as exc:
         raise ConfigError(str(exc)) from None
+    except ConfigError as exc:  # e.g. a pretrained weights file that does not fit: say which config entry
+        raise ConfigError(f"{path}.options: {exc}") from None
 
 
 def build_recognizer(cfg: ExperimentConfig, modality: str, segment_shape: tuple[int, ...], num_classes: int,
