@@ -84,6 +84,11 @@ def test_gumbel_hard_is_one_hot_with_soft_gradients():
     assert torch.equal(sample.sum(-1), torch.ones(4, 5)) and set(sample.detach().unique().tolist()) <= {0.0, 1.0}
     (sample[..., 1] * torch.randn(4, 5)).sum().backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
+    half = gumbel_hard(torch.randn(10_000, 2).half(), 5.0)  # mixed precision must not give -inf/NaN
+    assert torch.isfinite(half).all() and torch.equal(half.sum(-1), torch.ones(10_000))
+    # the sampling follows the logits: a strong preference is drawn (almost) always
+    strong = gumbel_hard(torch.tensor([[0.0, 6.0]]).expand(10_000, 2), 1.0)
+    assert strong[:, 1].mean() > 0.99
 
 
 def test_classification_loss_gradients_reach_the_policy_through_the_gumbel_samples(components):

@@ -18,7 +18,9 @@ def gumbel_hard(logits: torch.Tensor, temperature: float | torch.Tensor, *, gene
     ``softmax((logits + g) / temperature)``. With hard samples the temperature
     only shapes the gradient, not which option is drawn.
     """
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    # Sampled in float32 whatever the autocast dtype: in float16, 1e-10 clamps to 0 and log(0) = -inf.
+    logits = logits.float()
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
     exponential = (-torch.log(uniform.clamp_min(1e-10))).clamp_min(1e-10)
     gumbels = -torch.log(exponential)
     soft = F.softmax((logits + gumbels) / temperature, dim=-1)
