@@ -125,9 +125,9 @@ def test_skipped_items_cost_nothing(components):
 
 
 def test_flops_command_on_the_paper_sized_config():
-    from adamml_cli.app import app, build_app
+    from adamml_cli.app import build_app
 
-    build_app()
+    app = build_app()
     runner = CliRunner()
     result = runner.invoke(app, ["flops", str(PAPER_CONFIG), "--num-classes", "31", "--selection-ratio", "0.5", "--json"])
     assert result.exit_code == 0, result.output
