@@ -61,7 +61,7 @@ def evaluation_table(title: str, results: list[dict], metric: str):
     rows = []
     for r in results:
         quality = r.get("selection_quality") or {}
-        informative = quality.get("informative_rate")
+        informative = quality.get("precision")
         rows.append([
             r["mode"] + (f" (budget {r['threshold']})" if r.get("threshold") is not None else ""),
             f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['mAP']:.2f}", f"{r['gflops_per_video']:.4f}",

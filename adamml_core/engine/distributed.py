@@ -111,3 +111,16 @@ def wrap_ddp(module: nn.Module, ctx: DistContext) -> nn.Module:
         find_unused_parameters=True,
         broadcast_buffers=True,
     )
+
+
+def sync_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (batch-norm statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, so after the last step of a
+    pass each rank holds statistics updated by its own batch (without SyncBatchNorm);
+    syncing at pass ends keeps the ranks' models identical.
+    """
+    if not ctx.distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)

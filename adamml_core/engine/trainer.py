@@ -265,6 +265,7 @@ class Trainer:
             if self.halt_after_steps is not None and pos.global_step >= self.halt_after_steps:
                 raise TrainingHalted(f"halted after {pos.global_step} steps")
         self.progress.remove_task(task)
+        distributed.sync_buffers(self.system, self.ctx)
         self.run.log({"event": "pass", "stage": plan.name, "epoch": pos.epoch, "pass": pp.kind,
                       "pass_index": pos.pass_index, "global_step": pos.global_step, "lr": optim.lr,
                       **self.meters.means()})
@@ -284,6 +285,7 @@ class Trainer:
                                 train=True, collate_fn=collate_batch)
         with torch.random.fork_rng(devices=[]):
             self._estimate_statistics(layers, loader)
+        distributed.sync_buffers(self.system, self.ctx)
 
     def _estimate_statistics(self, layers: list, loader: Any) -> None:
         momenta = [layer.momentum for layer in layers]
