@@ -25,7 +25,6 @@ from adamml_plugins.synthetic_media import (
     BACKGROUND_LEVELS,
     CUES,
     GENERATOR_VERSION,
-    ClassSignature,
     MediaSpec,
     Region,
     VideoPlan,

@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 CUES = ("appearance", "motion", "tone")
-GENERATOR_VERSION = 4  # bump when the pixels or samples change, so old caches are not reused
+GENERATOR_VERSION = 6  # bump when the pixels or samples change, so old caches are not reused
 
 NEUTRAL_GREY = (170, 170, 170)
 TEXTURE_DEPTH = 0.3  # the object's texture darkens its colour by up to this share
