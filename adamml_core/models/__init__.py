@@ -1,1 +1,4 @@
-"""adamml_core.models"""
+"""The networks around the recognition backbones: temporal pooling helpers (``temporal``),
+Gumbel-Softmax decisions (``gumbel``), the policy network (``policy``), the AdaMML system with
+its masked and selected-only execution paths (``system``), and building all of it from a config
+through the registries (``build``). See docs/models.md."""
