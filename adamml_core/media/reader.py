@@ -26,6 +26,7 @@ from typing import Sequence
 
 import av
 import cv2
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from adamml_core.media import cache as media_cache
@@ -87,6 +88,7 @@ class VideoReader:
         self._frame_cache_size = frame_cache_size
         self._audio_tracks: dict[int, np.ndarray | None] = {}
         self._container: av.container.InputContainer | None = None
+        self._reformatter = VideoReformatter()
         self._decodable: int | None = None  # frames that really decode (a truncated file has fewer)
         self._prepared: Path | None = None
         self._meta: dict = {}
@@ -232,7 +234,9 @@ class VideoReader:
     def convert(self, frame: av.VideoFrame) -> np.ndarray:
         """A decoded frame as RGB at the decode size (the same call serves ``adamml prepare``)."""
         width, height = decode_size(frame.width, frame.height, self.decode_short_side)
-        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=INTERPOLATION)
+        # One reformatter per reader: PyAV otherwise builds a new swscale context for every frame (~20x slower).
+        out = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation=INTERPOLATION)
+        return out.to_ndarray()
 
     def frame_index(self, frame: av.VideoFrame, previous: int) -> int:
         if frame.time is None:
