@@ -170,6 +170,10 @@ class RuntimeConfig(StrictModel):
     seed: int = 0
     deterministic: bool = False
     progress: bool = Field(True, description="show progress bars (rank 0, interactive terminals)")
+    threads: PositiveInt | None = Field(
+        None, description="torch intra-op threads of the training process (null: torch's default); "
+        "on a small CPU, 1 thread plus data-loading workers beats oversubscribed cores"
+    )
 
     @field_validator("device")
     @classmethod

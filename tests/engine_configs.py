@@ -41,7 +41,7 @@ TINY: dict[str, Any] = {
         "validate_stages": False,
         "log_every": 1,
     },
-    "runtime": {"device": "cpu", "workers": 0, "progress": False},
+    "runtime": {"device": "cpu", "workers": 0, "progress": False, "threads": 1},
 }
 
 

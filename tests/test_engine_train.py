@@ -16,6 +16,14 @@ from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import tiny_config
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    # the tiny configs train with runtime.threads=1; give the other tests their default back
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")

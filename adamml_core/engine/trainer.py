@@ -64,6 +64,8 @@ class Trainer:
         self.say = log or (lambda message: None)
         self.plans = plan_stages(cfg)
         self.amp = bool(cfg.runtime.amp and self.ctx.cuda)
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
         if cfg.runtime.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
