@@ -136,3 +136,19 @@ def test_truncated_stream_clamps_to_the_last_decodable_frame(media):
         first, last = (strip_index(f) for f in frames)
         assert first == 10 and 20 < last < 79
         assert reader.frames([79, 70]).shape == (2, 64, 96, 3)
+
+
+@pytest.mark.parametrize(
+    "name, codec", [("clip.mkv", "libx264"), ("clip.webm", "libvpx-vp9"), ("clip.avi", "mpeg4")]
+)
+def test_seeking_gives_the_sequentially_decoded_frames_in_every_container(media, name, codec):
+    path = write_video(media["folder"] / name, codec=codec, num_frames=60, audio=False)
+    with VideoReader(path, decode_short_side=48) as sequential:
+        every = dict(sequential.iter_frames())
+    assert sorted(every) == list(range(sequential.num_frames))
+    indices = [45, 3, 17, 59, 30, 31]
+    with VideoReader(path, decode_short_side=48) as reader:
+        frames = reader.frames(indices)
+        assert reader.stats.video_seeks <= 2
+    for i, frame in zip(indices, frames):
+        assert np.array_equal(frame, every[i]), f"{name}: frame {i} differs from the sequential decode"
