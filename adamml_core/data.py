@@ -183,8 +183,8 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         try:
             with self.open(index) as media:
                 tensors = self._load_video(index, media)
-                if not media.has_audio:
-                    self.skipped["no_audio"] += 1  # silence is used; counted, not an error
+                if not media.has_audio and media.stats.audio_requests:
+                    self.skipped["no_audio"] += 1  # silence was used: counted, not an error
         except MediaError as exc:
             if self.on_error == "raise":
                 raise

@@ -141,6 +141,8 @@ def test_video_without_audio_is_valid_silence_and_counted(setup):
     assert item["valid"] is True and ds.skipped["no_audio"] == 1
     spectrogram = item["inputs"]["audio"]
     assert torch.allclose(spectrogram, torch.full_like(spectrogram, spectrogram.flatten()[0]))
+    visual = make(setup, names=("rgb",))
+    assert visual[1]["valid"] and visual.skipped["no_audio"] == 0  # only counted when audio was wanted
 
 
 def test_a_clip_shorter_than_a_segment_loads(setup):

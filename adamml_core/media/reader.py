@@ -55,6 +55,7 @@ class DecodeStats:
     video_seeks: int = 0
     video_frames_decoded: int = 0
     frames_from_cache_dir: int = 0
+    audio_requests: int = 0
     audio_decodes: int = 0
     audio_from_cache_dir: int = 0
 
@@ -365,6 +366,7 @@ class VideoReader:
 
     def audio(self, start: float, duration: float, sample_rate: int) -> np.ndarray:
         """float32 mono samples for ``[start, start + duration)`` seconds after frame 0; zeros outside the track."""
+        self.stats.audio_requests += 1
         count = int(round(duration * sample_rate))
         out = np.zeros(count, dtype=np.float32)
         track = self.audio_track(sample_rate)
