@@ -87,13 +87,15 @@ class FlowModality(Modality):
         flows = flows_for_pairs(
             frames, starts, o.algorithm, threads=o.threads, cache=self._cache(media), last_index=segment.num_frames - 1
         )
-        out = []
-        for g in groups:
-            # A clamped start (g[d] == g[d + 1]) is a still frame: zero flow.
-            per_pair = [flows[g[d]] if g[d + 1] != g[d] else np.zeros_like(flows[g[d]]) for d in range(o.stack)]
-            out.append(np.concatenate(per_pair, axis=2))
-        stacked = np.stack(out).astype(np.float32)
-        return np.clip(stacked, -o.bound, o.bound) / o.bound
+        height, width = frames[needed[0]].shape[:2]
+        out = np.zeros((len(groups), height, width, 2 * o.stack), dtype=np.float32)
+        for n, g in enumerate(groups):
+            for d in range(o.stack):
+                if g[d + 1] != g[d]:  # a clamped start (g[d] == g[d + 1]) is a still frame: zero flow
+                    out[n, :, :, 2 * d : 2 * d + 2] = flows[g[d]]
+        np.clip(out, -o.bound, o.bound, out=out)
+        out *= 1.0 / o.bound
+        return out
 
     def _load(self, media, segment, locations, *, train, rng, policy) -> torch.Tensor:
         plan = self.options.plan(rng, train=train, policy=policy)

@@ -76,10 +76,10 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     shrinking = width < image.shape[1] and height < image.shape[0]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     channels = image.shape[2]
-    if channels <= 4:
+    if channels <= 4 or interpolation != cv2.INTER_AREA:
         out = cv2.resize(image, (width, height), interpolation=interpolation)
         return out.reshape(height, width, channels)
-    # OpenCV resizes at most 4 channels per call here; do the rest in groups.
+    # OpenCV's area interpolation takes at most 4 channels per call: do the rest in groups.
     parts = [cv2.resize(np.ascontiguousarray(image[:, :, i : i + 4]), (width, height), interpolation=interpolation)
              for i in range(0, channels, 4)]
     return np.concatenate([p.reshape(height, width, -1) for p in parts], axis=2)
