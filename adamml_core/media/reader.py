@@ -31,6 +31,7 @@ import numpy as np
 
 from adamml_core.media import cache as media_cache
 from adamml_core.media.audio import decode_audio_track
+from adamml_core.media.transforms import decode_size
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,6 @@ class DecodeStats:
     audio_requests: int = 0
     audio_decodes: int = 0
     audio_from_cache_dir: int = 0
-
-
-def decode_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) with the shorter side at ``short_side``, aspect ratio kept."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"bad frame size {width}x{height}")
-    if width <= height:
-        return short_side, max(1, round(height * short_side / width))
-    return max(1, round(width * short_side / height)), short_side
 
 
 class VideoReader:

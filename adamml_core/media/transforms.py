@@ -39,6 +39,15 @@ class SpatialPlan:
         return self.out_size or self.crop
 
 
+def decode_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side at ``short_side``, aspect ratio kept."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"bad frame size {width}x{height}")
+    if width <= height:
+        return short_side, max(1, round(height * short_side / width))
+    return max(1, round(width * short_side / height)), short_side
+
+
 def scaled_short_side(value: float, crop: int) -> int:
     return int(round(value * crop / REFERENCE_CROP))
 
