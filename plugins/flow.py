@@ -155,9 +155,42 @@ class RGBDiffProxy(Proxy):
         return torch.from_numpy(to_chw(stack))
 
 
+class RGBDiffModality(Modality):
+    """Stacked RGB differences as a recognition modality (the supplementary's Table 2 compares it with flow)."""
+
+    options_model = RGBDiffOptions
+    default_backbone = {"name": "resnet50_tsn"}
+    default_policy_backbone = {"name": "mobilenet_v2"}
+    default_proxy = None
+    options: RGBDiffOptions
+
+    def segment_shape(self) -> tuple[int, ...]:
+        s = self.options.crop_size
+        return (self.sampling.frames_per_segment, 3 * self.options.stack, s, s)
+
+    def policy_shape(self) -> tuple[int, ...]:
+        p = self.options.policy_size
+        return (max(1, self.sampling.frames_per_segment // 2), 3 * self.options.stack, p, p)
+
+    def frames_needed(self, segment: Segment) -> Sequence[int]:
+        groups = stacked_indices(segment.frame_indices, self.options.stack, segment.num_frames)
+        return sorted({i for g in groups for i in g})
+
+    def load(self, media, segment, *, train, rng=None):
+        plan = self.options.plan(rng, train=train, policy=False)
+        return torch.from_numpy(to_chw(rgbdiff_stack(media, segment, segment.frame_indices, self.options.stack, plan)))
+
+    def load_policy(self, media, segment, *, train, rng=None):
+        plan = self.options.plan(rng, train=train, policy=True)
+        stack = rgbdiff_stack(media, segment, policy_locations(segment.frame_indices), self.options.stack, plan)
+        return torch.from_numpy(to_chw(stack))
+
+
 @hookimpl
 def register_modalities(register):
     register("flow", FlowModality, description="optical flow (TV-L1 default), 5 stacked x/y pairs", options_model=FlowOptions)
+    register("rgbdiff", RGBDiffModality, description="stacked RGB differences as a modality of its own",
+             options_model=RGBDiffOptions)
 
 
 @hookimpl

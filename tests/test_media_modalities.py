@@ -51,7 +51,7 @@ def segment(indices, num_frames=100) -> Segment:
 
 
 def test_plugins_register_the_three_modalities_and_the_proxy(components):
-    assert {"rgb", "flow", "audio"} <= set(components.modalities.names())
+    assert {"rgb", "flow", "audio", "rgbdiff"} <= set(components.modalities.names())
     assert "rgbdiff" in components.proxies.names()
     assert components.modalities["flow"].default_proxy == "rgbdiff"
     assert components.modalities["rgb"].default_backbone == {"name": "resnet50_tsn"}
@@ -156,6 +156,17 @@ def test_rgbdiff_stacks_five_scaled_differences(components):
     # Consecutive frames differ by 5 gray levels: (5 + 255) / 2 / 255, then ImageNet-normalised.
     expected = np.tile(((5 + 255) / 2 / 255 - IMAGENET_MEAN) / IMAGENET_STD, 5)
     assert torch.allclose(out[2, :, 8, 8], torch.tensor(expected, dtype=torch.float32), atol=1e-4)
+
+
+def test_rgbdiff_is_also_a_modality_with_the_same_values(components, video):
+    options = {"crop_size": 32, "policy_size": 16}
+    modality = components.modalities.build("rgbdiff", options, sampling=SMALL)
+    proxy = components.proxies.build("rgbdiff", options, sampling=SMALL)
+    assert modality.segment_shape() == (8, 15, 32, 32) and modality.policy_shape() == proxy.policy_shape()
+    with VideoReader(video, decode_short_side=64) as media:
+        seg = centred_segments(media.num_frames, media.fps, SMALL)[0]
+        assert modality.load(media, seg, train=False).shape == (8, 15, 32, 32)
+        assert torch.equal(modality.load_policy(media, seg, train=False), proxy.load_policy(media, seg, train=False))
 
 
 @pytest.mark.parametrize("freq", [1000.0, 3000.0])
