@@ -90,6 +90,7 @@ def media(
     tvl1_segments: int = typer.Option(1, "--tvl1-segments", min=0, help="segments for TV-L1 flow (each costs seconds); 0 skips it"),
     flow_threads: int = typer.Option(2, "--flow-threads", min=1, help="threads computing flow pairs"),
     short_side: int = typer.Option(256, "--short-side", help="decode shorter side"),
+    clip_seconds: float = typer.Option(12.0, "--clip-seconds", min=2.0, help="length of the generated clip"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
     """Segments per second to load + transform, per modality and view, and TV-L1 flow against RGBDiff per segment."""
@@ -97,9 +98,9 @@ def media(
     from adamml_core.plugins import components
 
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
-        label = str(video) if video is not None else "generated 340x256 12 s clip"
+        label = str(video) if video is not None else f"generated 340x256 {clip_seconds:g} s clip"
         if video is None:
-            video = write_clip(Path(tmp) / "clip.mp4")
+            video = write_clip(Path(tmp) / "clip.mp4", seconds=clip_seconds)
         elif not video.is_file():
             raise FileNotFoundError(f"video not found: {video}")
         comps = components()

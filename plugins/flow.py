@@ -1,5 +1,7 @@
 """The optical-flow modality and its cheap policy proxy, RGBDiff (supplementary, section B).
 
+RGBDiff is registered twice: as the flow modality's proxy, and as a modality of its own.
+
 Flow: at each of the segment's frame locations, the horizontal and vertical
 flow of ``stack`` (5) consecutive frame pairs, interleaved (x0, y0, x1, y1, ...):
 ``[T, 10, crop, crop]``. Values are bounded to [-bound, bound] pixels (20) and

@@ -144,3 +144,4 @@ def test_cli_prepares_a_folder_and_reports_json(videos, tmp_path):
     assert (again["done"], again["skipped"]) == (0, 3)
     missing = runner.invoke(build_app(), ["prepare", str(tmp_path / "nothing"), "--cache-dir", str(tmp_path)])
     assert missing.exit_code == 2 and "nothing" in missing.output
+
