@@ -89,6 +89,11 @@ class PolicyConfig(StrictModel):
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="inference: select when P(select) >= threshold (budget knob); null: argmax"
     )
+    empty_video: Literal["best_item", "zeros"] = Field(
+        "best_item",
+        description="inference, a video whose decisions select nothing: run its most probable (segment, modality) "
+        "item (counted in the GFLOPs), or predict from all-zero logits",
+    )
 
 
 class LossConfig(StrictModel):

@@ -35,6 +35,9 @@ class DatasetOptions(BaseModel):
 
     root: Path = Field(Path("data"), description="folder holding the video files")
     extensions: list[str] = Field(default_factory=lambda: [".mp4", ".webm", ".mkv", ".avi"])
+    cache_dir: Path | None = Field(
+        None, description="prepared cache written by `adamml prepare` (frames, audio, flow); read instead of decoding"
+    )
 
 
 class VideoDataset(ABC):

@@ -129,6 +129,12 @@ class Modality(PolicyView):
     def load_policy(self, media, segment, *, train, rng=None):  # type: ignore[override]
         raise NotImplementedError(f"modality {self.name} has no policy view of its own; it needs a proxy")
 
+    def frames_needed(self, segment: Segment) -> Sequence[int]:
+        """Frame indices :meth:`load` will read for ``segment``; the dataset decodes the union of
+        every view's indices in one pass, so modalities sharing frames decode them once.
+        Default: none (a view that reads no frames, e.g. audio, must not trigger video decoding)."""
+        return ()
+
     def preprocessing_gflops(self) -> float:
         """Per-segment cost of making the input that a network-FLOP count misses (e.g. optical flow).
 

@@ -149,6 +149,7 @@ def build_system(
         cfg.modalities, policy, recognizers, fusion,
         num_classes=num_classes,
         fused_average=cfg.train.fused_average,
+        empty_video=cfg.policy.empty_video,
         threshold=cfg.policy.threshold,
         initial_temperature=cfg.policy.initial_temperature,
     )
