@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
+    AnnotatedVideoDataset,
+    AnnotatedVideoOptions,
     AnnotationError,
     ClassIndex,
-    read_class_list,
     read_lines,
     shipped_annotation,
     split_field,
     unique_sorted,
 )
-from adamml_plugins.datasets.locate import VideoLocator, check_patterns
 
 CLASS_LIST = "activitynet_v1.3_classes.txt"
 SHIPPED_VAL_LIST = "activitynet_val_list.txt"
 PATTERN_FIELDS = {"video_id": "JDg--pjY5gg"}
 
 
-class ActivityNetOptions(DatasetOptions):
+class ActivityNetOptions(AnnotatedVideoOptions):
+    PATTERN_FIELDS: ClassVar[dict[str, str]] = PATTERN_FIELDS
+
     root: Path = Field(Path("data/activitynet/videos"), description="folder holding the downloaded videos")
     annotation_file: Path | None = Field(
         None, description="official activity_net.v1-3.min.json; when set, the lists below are not read"
@@ -38,37 +39,20 @@ class ActivityNetOptions(DatasetOptions):
     )
     train_subset: str = Field("training", description="JSON subset used for the train split")
     val_subset: str = Field("validation", description="JSON subset used for the val split (the paper tests on it)")
-    class_list: Path | None = Field(None, description="class list file; default: the shipped 200-class list")
     file_patterns: list[str] = Field(
         default_factory=lambda: ["v_{video_id}", "{video_id}"],
         description="file names under root without extension; field: video_id (the YouTube id, no 'v_')",
     )
 
-    @field_validator("file_patterns")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        return check_patterns(value, PATTERN_FIELDS)
 
-
-class ActivityNet(VideoDataset):
+class ActivityNet(AnnotatedVideoDataset):
     """ActivityNet v1.3 (200 classes, untrimmed, multi-label, mAP)."""
 
+    CLASS_LIST: ClassVar[str] = CLASS_LIST
     options_model: ClassVar[type[ActivityNetOptions]] = ActivityNetOptions
     multi_label: ClassVar[bool] = True
     metric: ClassVar[str] = "mAP"
     options: ActivityNetOptions
-
-    @cached_property
-    def classes(self) -> ClassIndex:
-        path = self.options.class_list or shipped_annotation(CLASS_LIST)
-        return ClassIndex(read_class_list(path), source=str(path))
-
-    def class_names(self) -> list[str]:
-        return list(self.classes.names)
-
-    @cached_property
-    def _locator(self) -> VideoLocator:
-        return VideoLocator(self.options.root, self.options.file_patterns, self.options.extensions)
 
     def records(self, split: Split) -> list[VideoRecord]:
         o = self.options

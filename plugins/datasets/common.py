@@ -1,14 +1,21 @@
-"""What every dataset plugin shares: the shipped annotation files, class lists and their errors."""
+"""What every dataset plugin shares: the shipped annotation files, class lists and their errors,
+and the base of the recorded datasets that ship their class list and find videos by file-name patterns."""
 
 from __future__ import annotations
 
 import difflib
 import re
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
+
+from pydantic import Field, field_validator
 
 from adamml_core.config import ConfigError
+from adamml_core.datasets import DatasetOptions, VideoDataset
+
+from adamml_plugins.datasets.locate import VideoLocator, check_patterns
 
 ANNOTATIONS_PACKAGE = "adamml_plugins.annotations"
 
@@ -122,3 +129,58 @@ def split_field(split: str, mapping: dict[str, object], *, dataset: str) -> obje
     if split not in mapping:
         raise ValueError(f"dataset '{dataset}' has no split '{split}'; splits: {', '.join(mapping)}")
     return mapping[split]
+
+
+# --------------------------------------------------------------------------- annotated datasets
+
+
+class AnnotatedVideoOptions(DatasetOptions):
+    """Options of an :class:`AnnotatedVideoDataset`.
+
+    A subclass sets ``PATTERN_FIELDS`` and declares ``file_patterns`` (its default names its
+    own fields); the patterns are checked here against ``PATTERN_FIELDS``.
+    """
+
+    # The fields a file pattern may use, each with an example value the pattern must format.
+    PATTERN_FIELDS: ClassVar[dict[str, Any]] = {}
+
+    class_list: Path | None = Field(
+        None, description="class list file (one name per line, or idx,name); default: the dataset's shipped list"
+    )
+
+    @field_validator("file_patterns", check_fields=False)
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return check_patterns(value, cls.PATTERN_FIELDS)
+
+
+class AnnotatedVideoDataset(VideoDataset):
+    """A recorded dataset whose classes default to a shipped list and whose videos are found by file pattern.
+
+    A subclass sets ``CLASS_LIST`` (a file in ``adamml_plugins.annotations``) and reads its own
+    annotation format in :meth:`records`.
+    """
+
+    CLASS_LIST: ClassVar[str]
+    # Other names of a class (old name -> current name); an alias whose class is not listed is dropped.
+    CLASS_ALIASES: ClassVar[dict[str, str]] = {}
+    options: AnnotatedVideoOptions
+
+    @cached_property
+    def classes(self) -> ClassIndex:
+        path = self.options.class_list or shipped_annotation(self.CLASS_LIST)
+        names = read_class_list(path)
+        aliases = {old: new for old, new in self.CLASS_ALIASES.items() if new in names}
+        return ClassIndex(names, source=str(path), aliases=aliases)
+
+    def class_names(self) -> list[str]:
+        return list(self.classes.names)
+
+    def new_locator(self) -> VideoLocator:
+        """A locator that has listed no folder yet."""
+        return VideoLocator(self.options.root, self.options.file_patterns, self.options.extensions)  # type: ignore[attr-defined]
+
+    @cached_property
+    def _locator(self) -> VideoLocator:
+        # One for the dataset's lifetime: each folder is listed once, whichever split asks.
+        return self.new_locator()

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
+    AnnotatedVideoDataset,
+    AnnotatedVideoOptions,
     AnnotationError,
     ClassIndex,
-    read_class_list,
     read_lines,
-    shipped_annotation,
     split_field,
     unique_sorted,
 )
-from adamml_plugins.datasets.locate import VideoLocator, check_patterns
 
 CLASS_LIST = "fcvid_classes.txt"
 PATTERN_FIELDS = {"video_id": "GKkdySujico", "class_dir": "guitarPerformance"}
@@ -28,7 +26,9 @@ PATTERN_FIELDS = {"video_id": "GKkdySujico", "class_dir": "guitarPerformance"}
 Entry = tuple[str, str | None, tuple[int, ...]]
 
 
-class FCVIDOptions(DatasetOptions):
+class FCVIDOptions(AnnotatedVideoOptions):
+    PATTERN_FIELDS: ClassVar[dict[str, str]] = PATTERN_FIELDS
+
     root: Path = Field(Path("data/fcvid/videos"), description="folder holding <class>/<video> files")
     split_file: Path | None = Field(None, description="official FCVID_VideoName_TrainTestSplit.txt")
     label_file: Path | None = Field(None, description="official FCVID_Label.txt (239 0/1 columns per video)")
@@ -36,37 +36,20 @@ class FCVIDOptions(DatasetOptions):
     val_list: Path | None = Field(None, description="list for the val split (the paper tests on FCVID's test set)")
     train_split: str = Field("train", description="split-file tag of the train split")
     val_split: str = Field("test", description="split-file tag of the val split")
-    class_list: Path | None = Field(None, description="class list file; default: the shipped 239-class list")
     file_patterns: list[str] = Field(
         default_factory=lambda: ["{class_dir}/{video_id}", "{video_id}"],
         description="file names under root without extension; fields: class_dir, video_id",
     )
 
-    @field_validator("file_patterns")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        return check_patterns(value, PATTERN_FIELDS)
 
-
-class FCVID(VideoDataset):
+class FCVID(AnnotatedVideoDataset):
     """FCVID (239 classes, multi-label, mAP)."""
 
+    CLASS_LIST: ClassVar[str] = CLASS_LIST
     options_model: ClassVar[type[FCVIDOptions]] = FCVIDOptions
     multi_label: ClassVar[bool] = True
     metric: ClassVar[str] = "mAP"
     options: FCVIDOptions
-
-    @cached_property
-    def classes(self) -> ClassIndex:
-        path = self.options.class_list or shipped_annotation(CLASS_LIST)
-        return ClassIndex(read_class_list(path), source=str(path))
-
-    def class_names(self) -> list[str]:
-        return list(self.classes.names)
-
-    @cached_property
-    def _locator(self) -> VideoLocator:
-        return VideoLocator(self.options.root, self.options.file_patterns, self.options.extensions)
 
     def records(self, split: Split) -> list[VideoRecord]:
         o = self.options

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import csv
-from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
+    AnnotatedVideoDataset,
+    AnnotatedVideoOptions,
     AnnotationError,
     ClassIndex,
-    read_class_list,
     shipped_annotation,
     split_field,
 )
-from adamml_plugins.datasets.locate import VideoLocator, check_patterns, uses_field
+from adamml_plugins.datasets.locate import uses_field
 
 CLASS_LIST = "kinetics_sounds_31_classes.txt"
 L3_CLASS_LIST = "kinetics_sounds_l3_34_classes.txt"
@@ -38,13 +38,14 @@ REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 PATTERN_FIELDS = {"youtube_id": "0wR5jVB-WPk", "start": 417, "end": 427, "label": "playing drums", "label_dir": "playing_drums", "split": "val"}
 
 
-class KineticsSoundsOptions(DatasetOptions):
+class KineticsSoundsOptions(AnnotatedVideoOptions):
+    PATTERN_FIELDS: ClassVar[dict[str, object]] = PATTERN_FIELDS
+
     root: Path = Field(Path("data/kinetics/videos"), description="folder holding the downloaded clips")
     train_csv: Path | None = Field(None, description="official kinetics-400_train.csv (label,youtube_id,time_start,time_end,split,is_cc)")
     val_csv: Path | None = Field(None, description="CSV of the val split; default: the shipped official kinetics-400_val.csv")
     train_split: str | None = Field("train", description="keep rows whose 'split' column is this (null: all rows)")
     val_split: str | None = Field("val", description="keep rows whose 'split' column is this (null: all rows)")
-    class_list: Path | None = Field(None, description="class list file; default: the shipped 31 Kinetics-400 names")
     file_patterns: list[str] = Field(
         default_factory=lambda: ["{youtube_id}_{start:06d}_{end:06d}", "{youtube_id}"],
         description="file names under root without extension; fields: youtube_id, start, end (integer seconds), "
@@ -52,33 +53,16 @@ class KineticsSoundsOptions(DatasetOptions):
         "YouTube video, so the record carries the [time_start, time_end) window",
     )
 
-    @field_validator("file_patterns")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        return check_patterns(value, PATTERN_FIELDS)
 
-
-class KineticsSounds(VideoDataset):
+class KineticsSounds(AnnotatedVideoDataset):
     """Kinetics-Sounds (31 Kinetics-400 classes with sound, top-1)."""
 
+    CLASS_LIST: ClassVar[str] = CLASS_LIST
+    CLASS_ALIASES: ClassVar[dict[str, str]] = L3_TO_KINETICS400
     options_model: ClassVar[type[KineticsSoundsOptions]] = KineticsSoundsOptions
     multi_label: ClassVar[bool] = False
     metric: ClassVar[str] = "top1"
     options: KineticsSoundsOptions
-
-    @cached_property
-    def classes(self) -> ClassIndex:
-        path = self.options.class_list or shipped_annotation(CLASS_LIST)
-        names = read_class_list(path)
-        aliases = {old: new for old, new in L3_TO_KINETICS400.items() if new in names}
-        return ClassIndex(names, source=str(path), aliases=aliases)
-
-    def class_names(self) -> list[str]:
-        return list(self.classes.names)
-
-    @cached_property
-    def _locator(self) -> VideoLocator:
-        return VideoLocator(self.options.root, self.options.file_patterns, self.options.extensions)
 
     def records(self, split: Split) -> list[VideoRecord]:
         o = self.options

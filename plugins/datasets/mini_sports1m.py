@@ -10,16 +10,17 @@ import json
 import os
 import random
 import tempfile
-from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
+    AnnotatedVideoDataset,
+    AnnotatedVideoOptions,
     AnnotationError,
     ClassIndex,
     read_class_list,
@@ -28,7 +29,6 @@ from adamml_plugins.datasets.common import (
     split_field,
     unique_sorted,
 )
-from adamml_plugins.datasets.locate import VideoLocator, check_patterns
 
 CLASS_LIST = "sports1m_labels.txt"
 PATTERN_FIELDS = {"video_id": "tKuPr1k4vbA"}
@@ -36,36 +36,25 @@ TRAIN_PER_CLASS = 30
 TEST_PER_CLASS = 10
 
 
-class MiniSports1MOptions(DatasetOptions):
+class MiniSports1MOptions(AnnotatedVideoOptions):
+    PATTERN_FIELDS: ClassVar[dict[str, str]] = PATTERN_FIELDS
+
     root: Path = Field(Path("data/mini_sports1m/videos"), description="folder holding the downloaded videos")
     train_list: Path | None = Field(None, description="train list: Sports-1M partition lines `<url> <l1,l2>` or `<video_id> <l1,l2>`, or the JSON variant")
     val_list: Path | None = Field(None, description="test list, same formats (the paper reports on it)")
-    class_list: Path | None = Field(None, description="class list; default: Sports-1M's labels.txt (line i is label i)")
     file_patterns: list[str] = Field(
         default_factory=lambda: ["{video_id}"], description="file names under root without extension; field: video_id"
     )
 
-    @field_validator("file_patterns")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        return check_patterns(value, PATTERN_FIELDS)
 
-
-class MiniSports1M(VideoDataset):
+class MiniSports1M(AnnotatedVideoDataset):
     """Mini-Sports1M (487 Sports-1M classes, 30 train + 10 test per class, mAP)."""
 
+    CLASS_LIST: ClassVar[str] = CLASS_LIST
     options_model: ClassVar[type[MiniSports1MOptions]] = MiniSports1MOptions
     multi_label: ClassVar[bool] = True
     metric: ClassVar[str] = "mAP"
     options: MiniSports1MOptions
-
-    @cached_property
-    def classes(self) -> ClassIndex:
-        path = self.options.class_list or shipped_annotation(CLASS_LIST)
-        return ClassIndex(read_class_list(path), source=str(path))
-
-    def class_names(self) -> list[str]:
-        return list(self.classes.names)
 
     def records(self, split: Split) -> list[VideoRecord]:
         list_file = split_field(split, {"train": self.options.train_list, "val": self.options.val_list}, dataset="mini_sports1m")
@@ -74,7 +63,7 @@ class MiniSports1M(VideoDataset):
                 f"mini_sports1m: the split lists are not public; set dataset.options.{split}_list, "
                 "or draw one with `adamml datasets make-split --partition <sports1m partition>`"
             )
-        locator = VideoLocator(self.options.root, self.options.file_patterns, self.options.extensions)
+        locator = self.new_locator()
         records = []
         for video_id, _, labels in read_partition(Path(str(list_file)), self.classes):
             path, _ = locator.find({"video_id": video_id})
