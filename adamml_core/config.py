@@ -131,7 +131,7 @@ class AlternatingConfig(StrictModel):
     )
 
 
-Stage = Literal["unimodal", "fusion", "warmup", "alternating", "finetune"]
+Stage = Literal["unimodal", "policy_pretrain", "fusion", "warmup", "alternating", "finetune"]
 
 
 class TrainConfig(StrictModel):
@@ -148,6 +148,11 @@ class TrainConfig(StrictModel):
         default_factory=lambda: StageConfig(epochs=2, optimizer=OptimizerConfig(lr=0.01)),
         description="stage 'fusion' (not in the paper, not in the default stages): learn the late-fusion weights over "
         "the frozen unimodal networks; the weighted-fusion baseline",
+    )
+    policy_pretrain: StageConfig = Field(
+        default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(name="adam", lr=0.001)),
+        description="stage 'policy_pretrain' (not in the paper, which starts the policy branches from ImageNet): "
+        "train each policy branch with a temporary linear classifier on its own low-cost input",
     )
     fused_average: Literal["segments", "selected"] = Field(
         "segments", description="average fused logits over all segments (paper) or only over segments that selected something"

@@ -36,7 +36,7 @@ def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.system.state_dict().items()}
 
 
-RESUME = ["train.stages=[unimodal,alternating,finetune]", "train.checkpoint_every=1", "train.unimodal.epochs=2",
+RESUME = ["train.stages=[unimodal,policy_pretrain,alternating,finetune]", "train.policy_pretrain.epochs=1", "train.checkpoint_every=1", "train.unimodal.epochs=2",
           "train.unimodal.optimizer.milestones=[1]", "train.policy_batchnorm=recalibrate"]
 
 
@@ -46,15 +46,16 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(data_root, tmp_
     straight.fit()
     expected = _weights(straight)
 
-    # 12 training videos, 4 held out for the policy, batch 4. Steps: unimodal 2 + 2,
+    # 12 training videos, 4 held out for the policy, batch 4. Steps: unimodal 2 + 2, policy_pretrain 2,
     # alternating 2 (recognition) + 1 + 1 (policy passes), finetune 2
     cfg = tiny_config(data_root, tmp_path / "killed", RESUME)
     with pytest.raises(TrainingHalted):
-        Trainer(cfg, halt_after_steps=5).fit()  # mid-epoch: after the first step of the alternating recognition pass
+        Trainer(cfg, halt_after_steps=7).fit()  # mid-epoch: after the first step of the alternating recognition pass
     last = tmp_path / "killed" / "checkpoints" / "last.pt"
     saved = torch.load(last, weights_only=True)
     assert saved["stage"] == "alternating"
-    assert saved["position"]["global_step"] == 5 and saved["position"]["step"] == 1
+    assert saved["position"]["global_step"] == 7 and saved["position"]["step"] == 1
+    assert saved["aux"]  # the policy branches' temporary classifiers travel too
     assert set(saved["rng"]) >= {"python", "numpy", "torch"} and "dataset_epoch" in saved
     resumed = Trainer(cfg, resume=last)
     resumed.fit()
@@ -70,7 +71,7 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(data_root, tmp_
     assert any(r["event"] == "eval" and r["stage"] == "alternating" for r in rows)
     assert any(r["event"] == "step" and r["pass"] == "policy" and "efficiency" in r for r in rows)
     assert yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())["name"] == "tiny"
-    for name in ("unimodal", "alternating", "finetune", "best", "last"):
+    for name in ("unimodal", "policy_pretrain", "alternating", "finetune", "best", "last"):
         assert (tmp_path / "straight" / "checkpoints" / f"{name}.pt").is_file()
 
 

@@ -21,9 +21,10 @@ class PassStep(nn.Module):
     """``forward(batch) -> (loss, stats)`` for one pass kind; stats are detached scalars."""
 
     def __init__(self, system: nn.Module, kind: PassKind, *, multi_label: bool,
-                 efficiency_weights: torch.Tensor | None = None, gamma: float = 0.0):
+                 efficiency_weights: torch.Tensor | None = None, gamma: float = 0.0, aux: nn.Module | None = None):
         super().__init__()
         self.system = system
+        self.aux = aux
         self.kind = kind
         self.multi_label = multi_label
         self.gamma = gamma
@@ -46,6 +47,19 @@ class PassStep(nn.Module):
                 loss = classification_loss(logits.float(), target, multi_label=ml)
                 total = total + loss
                 stats[f"loss_{m}"] = loss.detach()
+                stats[f"acc_{m}"] = batch_top1(logits, target, multi_label=ml)
+            stats["acc"] = torch.stack([stats[f"acc_{m}"] for m in system.modalities]).mean()
+            return total, stats
+        if self.kind == "policy_pretrain":
+            total = 0.0
+            stats = {}
+            for m in system.modalities:
+                x = batch["policy_inputs"][m]
+                b, c = x.shape[:2]
+                features = system.policy.branches[m](x.reshape(b * c, *x.shape[2:])).view(b, c, -1).mean(dim=1)
+                logits = self.aux[m](features)
+                loss = classification_loss(logits.float(), target, multi_label=ml)
+                total = total + loss
                 stats[f"acc_{m}"] = batch_top1(logits, target, multi_label=ml)
             stats["acc"] = torch.stack([stats[f"acc_{m}"] for m in system.modalities]).mean()
             return total, stats

@@ -4,6 +4,8 @@
 stage          each epoch                                                       optimisers (config)
 =============  ===============================================================  ==========================
 unimodal       every recognition network alone on its modality, CE              train.unimodal
+policy_        each policy branch + a temporary linear classifier on its own    train.policy_pretrain
+pretrain       policy input, CE (stands in for the paper's ImageNet weights)    (not in paper)
 fusion         late-fusion weights over the frozen unimodal networks, CE        train.fusion (not in paper)
 warmup         recognition networks + fusion behind the frozen policy, CE       train.warmup
 alternating    recognition pass (policy frozen, CE); ``policy_passes`` policy   train.alternating.*
@@ -25,8 +27,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from adamml_core.config import ExperimentConfig, OptimizerConfig
 
-PassKind = Literal["unimodal", "fusion", "recognition", "policy"]
-Part = Literal["recognition", "fusion", "policy"]
+PassKind = Literal["unimodal", "policy_pretrain", "fusion", "recognition", "policy"]
+Part = Literal["recognition", "fusion", "policy", "aux"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class PassPlan:
     kind: PassKind
     optimizer: str  # key into StagePlan.optimizers
     records: Literal["recognition", "policy"]  # which share of the training set
-    load: Literal["all", "recognition"]
+    load: Literal["all", "recognition", "policy"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ def plan_stages(cfg: ExperimentConfig) -> list[StagePlan]:
             plans.append(StagePlan(
                 name, t.unimodal.epochs, (PassPlan("unimodal", "recognition", "recognition", "recognition"),),
                 {"recognition": (t.unimodal.optimizer, ("recognition",))},
+            ))
+        elif name == "policy_pretrain":
+            plans.append(StagePlan(
+                name, t.policy_pretrain.epochs, (PassPlan("policy_pretrain", "policy", "recognition", "policy"),),
+                {"policy": (t.policy_pretrain.optimizer, ("policy", "aux"))},
             ))
         elif name == "fusion":
             plans.append(StagePlan(
@@ -108,6 +115,8 @@ def configure_pass(system: nn.Module, kind: PassKind, *, policy_batchnorm: str) 
     system.eval()
     if kind == "unimodal":
         system.recognizers.train().requires_grad_(True)
+    elif kind == "policy_pretrain":
+        system.policy.train().requires_grad_(True)
     elif kind == "fusion":
         system.fusion.train().requires_grad_(True)
     elif kind == "recognition":

@@ -71,6 +71,7 @@ class Trainer:
 
         torch.manual_seed(cfg.runtime.seed)
         self.system = distributed.prepare_model(self.exp.build_system(), self.ctx)
+        self.aux = self._auxiliary_heads().to(self.ctx.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.position = Position()
         self.optims: dict[str, Optimization] = {}
@@ -100,6 +101,15 @@ class Trainer:
             while self.position.stage_index < len(self.plans):
                 self._run_stage(self.plans[self.position.stage_index])
         return {"stages": self.history, "best": self.best, "run_dir": str(self.run.root)}
+
+    def _auxiliary_heads(self) -> torch.nn.ModuleDict:
+        """Temporary classifiers on the policy branches (stage policy_pretrain); empty otherwise."""
+        if not any(plan.name == "policy_pretrain" for plan in self.plans):
+            return torch.nn.ModuleDict()
+        policy = self.system.policy
+        return torch.nn.ModuleDict({
+            m: torch.nn.Linear(int(policy.branches[m].feature_dim), self.exp.num_classes) for m in self.system.modalities
+        })
 
     def load_weights(self, path: str | Path) -> None:
         """Start from another run's model weights (e.g. its unimodal.pt), not its position."""
@@ -152,7 +162,8 @@ class Trainer:
     def _build_optims(self, plan: StagePlan) -> dict[str, Optimization]:
         out = {}
         for key, (opt_cfg, parts) in plan.optimizers.items():
-            params = [p for part in parts for module in part_modules(self.system, part) for p in module.parameters()]
+            modules = [m for part in parts for m in ([self.aux] if part == "aux" else part_modules(self.system, part))]
+            params = [p for module in modules for p in module.parameters()]
             out[key] = Optimization.build(opt_cfg, params)
         return out
 
@@ -162,8 +173,9 @@ class Trainer:
         record: dict[str, Any] = {"event": "epoch", "stage": plan.name, "epoch": pos.epoch,
                                   "lr": {k: o.lr for k, o in self.optims.items()},
                                   "temperature": float(self.system.temperature)}
-        if plan.validate_every_epoch or (last_epoch and self.cfg.train.validate_stages):
-            results = [self.evaluate(mode) for mode in self._validation_modes(plan)]
+        modes = self._validation_modes(plan)
+        if modes and (plan.validate_every_epoch or (last_epoch and self.cfg.train.validate_stages)):
+            results = [self.evaluate(mode) for mode in modes]
             record["val"] = results
             for r in results:
                 self.run.log({"event": "eval", "stage": plan.name, "epoch": pos.epoch, **r})
@@ -194,6 +206,8 @@ class Trainer:
             return [f"unimodal:{m}" for m in self.system.modalities]
         if plan.name == "fusion":
             return ["all"]
+        if plan.name == "policy_pretrain":
+            return []
         return ["adaptive"]
 
     def _track_best(self, plan: StagePlan, result: dict[str, Any]) -> None:
@@ -230,7 +244,8 @@ class Trainer:
                                     train=True, start=pos.step, collate_fn=collate_batch)
         weights = torch.tensor([cfg.efficiency_weight(m) for m in self.system.modalities], device=self.ctx.device)
         step_module = distributed.wrap_ddp(
-            PassStep(self.system, pp.kind, multi_label=self.exp.multi_label, efficiency_weights=weights, gamma=cfg.loss.gamma),
+            PassStep(self.system, pp.kind, multi_label=self.exp.multi_label, efficiency_weights=weights, gamma=cfg.loss.gamma,
+                     aux=self.aux),
             self.ctx,
         )
         optim = self.optims[pp.optimizer]
@@ -316,6 +331,7 @@ class Trainer:
             "dataset_epoch": self._dataset_epoch(),
             "temperature": float(self.system.temperature),
             "model": {k: v.detach().cpu() for k, v in self.system.state_dict().items()},
+            "aux": {k: v.detach().cpu() for k, v in self.aux.state_dict().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optims.items()},
             "scaler": self.scaler.state_dict(),
             "rng": capture_rng_state(),
@@ -334,6 +350,8 @@ class Trainer:
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.system.load_state_dict(state["model"])
+        if state.get("aux"):
+            self.aux.load_state_dict(state["aux"])
         self.position = Position(**state["position"])
         if self.position.stage_index < len(self.plans):
             plan = self.plans[self.position.stage_index]
