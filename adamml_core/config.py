@@ -160,6 +160,12 @@ class TrainConfig(StrictModel):
     policy_batchnorm: Literal["train", "eval", "recalibrate"] = Field(
         "train", description="policy BatchNorm during policy passes: train mode (paper), frozen eval mode, or re-estimated after each pass"
     )
+    decision_rule: Literal["argmax", "rate_matched"] = Field(
+        "argmax",
+        description="deterministic inference decisions: argmax of the policy, or per-modality thresholds calibrated on "
+        "training videos so that the selection rate equals the mean P(select) (see docs/training.md)",
+    )
+    calibration_videos: PositiveInt = Field(200, description="rate_matched: training videos used to calibrate")
     recalibration_batches: PositiveInt = Field(
         50, description="policy_batchnorm=recalibrate: batches of the policy share used to re-estimate the statistics"
     )

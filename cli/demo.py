@@ -62,6 +62,7 @@ DEMO_CONFIG: dict[str, Any] = {
         },
         "finetune": {"epochs": 1, "optimizer": {"lr": 0.001}},
         "fused_average": "selected",
+        "decision_rule": "rate_matched",
         "policy_batchnorm": "recalibrate",
         "validate_stages": False,
         "log_every": 5,

@@ -17,6 +17,7 @@ def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="a checkpoint written by `adamml train` (any of checkpoints/*.pt)"),
     mode: list[str] = typer.Option(["adaptive"], "--mode", help="adaptive (the policy decides), all (weighted fusion of every modality), unimodal:<modality>; repeatable"),
     budget: float = typer.Option(None, "--budget", min=0.0, max=1.0, help="adaptive: select a modality when P(select) >= this threshold (lower = more computation); default: argmax"),
+    argmax: bool = typer.Option(False, "--argmax", help="adaptive: argmax decisions even when the checkpoint holds calibrated (rate-matched) thresholds"),
     split: str = typer.Option("val", "--split", help="dataset split"),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     workers: int = typer.Option(None, "--workers", min=0, help="data-loading processes (default: the config's runtime.workers)"),
@@ -37,8 +38,10 @@ def evaluate_command(
         for m in mode:
             parse_mode(m, list(system.modalities))
         ctx = DistContext(device=dev)
+        # a budget wins; else the thresholds calibrated in training (train.decision_rule: rate_matched); else argmax
+        adaptive_rule = budget if budget is not None else (None if argmax else state.get("thresholds"))
         results = [
-            evaluate(system, exp, exp.records[split], mode=m, threshold=budget if m == "adaptive" else None, ctx=ctx,
+            evaluate(system, exp, exp.records[split], mode=m, threshold=adaptive_rule if m == "adaptive" else None, ctx=ctx,
                      batch_size=batch_size, workers=exp.cfg.runtime.workers if workers is None else workers,
                      amp=exp.cfg.runtime.amp)
             for m in mode
@@ -63,7 +66,7 @@ def evaluation_table(title: str, results: list[dict], metric: str):
         quality = r.get("selection_quality") or {}
         informative = quality.get("precision")
         rows.append([
-            r["mode"] + (f" (budget {r['threshold']})" if r.get("threshold") is not None else ""),
+            r["mode"] + _rule(r.get("threshold")),
             f"{r['top1']:.2f}", f"{r['top5']:.2f}", f"{r['mAP']:.2f}", f"{r['gflops_per_video']:.4f}",
             *[f"{r['selection'][m]:.2f}" for m in names],
             f"{r['videos_per_second']:.1f}",
@@ -71,3 +74,11 @@ def evaluation_table(title: str, results: list[dict], metric: str):
         ])
     columns = ["mode", "top-1 %", "top-5 %", "mAP %", "GFLOPs/video", *[f"sel {m}" for m in names], "videos/s", "informative %"]
     return table(title + f" (dataset metric: {metric})", columns, rows)
+
+
+def _rule(threshold) -> str:
+    if threshold is None:
+        return ""
+    if isinstance(threshold, dict):
+        return " (" + ", ".join(f"{m}>={t:.2f}" for m, t in threshold.items()) + ")"
+    return f" (budget {threshold})"

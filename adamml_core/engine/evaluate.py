@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from adamml_core.engine.calibration import threshold_decisions
 from adamml_core.engine.distributed import DistContext
 from adamml_core.engine.loaders import to_device
 from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
@@ -66,7 +67,8 @@ def evaluate(system: torch.nn.Module, exp: Any, records: list, **kwargs: Any) ->
         return _evaluate(system, exp, records, **kwargs)
 
 
-def _evaluate(system: torch.nn.Module, exp: Any, records: list, *, mode: str = "adaptive", threshold: float | None = None,
+def _evaluate(system: torch.nn.Module, exp: Any, records: list, *, mode: str = "adaptive",
+              threshold: float | dict[str, float] | None = None,
              ctx: DistContext | None = None, batch_size: int = 8, workers: int = 0, progress: Any = None,
              costs: dict[str, Any] | None = None, amp: bool = False, description: str | None = None) -> dict[str, Any]:
     from adamml_core.data import collate_batch, load_selected
@@ -101,7 +103,11 @@ def _evaluate(system: torch.nn.Module, exp: Any, records: list, *, mode: str = "
         for batch in loader:
             target = batch["target"]
             if kind == "adaptive":
-                decisions, _ = system.decide(to_device(batch["policy_inputs"], ctx.device), threshold=threshold)
+                if isinstance(threshold, dict):
+                    _, probs = system.decide(to_device(batch["policy_inputs"], ctx.device))
+                    decisions = threshold_decisions(system, probs.float(), threshold)
+                else:
+                    decisions, _ = system.decide(to_device(batch["policy_inputs"], ctx.device), threshold=threshold)
                 decisions = decisions.float()
                 indices = batch["index"].tolist()
                 items = load_selected(dataset, indices, decisions.cpu(), names, workers=workers)

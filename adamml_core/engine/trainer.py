@@ -77,6 +77,7 @@ class Trainer:
         self.optims: dict[str, Optimization] = {}
         self.meters = RunningMeans()
         self.best: dict[str, Any] | None = None
+        self.thresholds: dict[str, float] | None = None  # rate-matched decision thresholds, when calibrated
         self.history: list[dict[str, Any]] = []
         self.recognition_records, self.policy_records = split_holdout(
             self.exp.records["train"], cfg.train.alternating.policy_holdout, cfg.runtime.seed
@@ -114,6 +115,7 @@ class Trainer:
     def load_weights(self, path: str | Path) -> None:
         """Start from another run's model weights (e.g. its unimodal.pt), not its position."""
         self.system.load_state_dict(load_checkpoint(path)["model"])
+        self.thresholds = None
         self.say(f"weights from {path}")
 
     @property
@@ -122,7 +124,24 @@ class Trainer:
             self._costs = segment_costs(self.system, self.exp)
         return self._costs
 
+    def calibrate(self) -> dict[str, float]:
+        """Rate-matched thresholds from the policy's probabilities on (a class-balanced prefix of) its training videos."""
+        from adamml_core.engine.calibration import rate_matched_thresholds, selection_probabilities
+
+        records = self.policy_records[: self.cfg.train.calibration_videos]
+        probs = selection_probabilities(self.system, self.exp, records, batch_size=self.cfg.train.eval_batch_size
+                                        or self.loader_spec.batch_size, workers=self.cfg.runtime.workers, ctx=self.ctx)
+        self.thresholds = rate_matched_thresholds(probs, list(self.system.modalities))
+        self.run.log({"event": "calibration", "stage": self._stage_name(), "epoch": self.position.epoch,
+                      "thresholds": self.thresholds, "mean_probability": probs.mean(dim=(0, 1)).tolist()})
+        return self.thresholds
+
+    def _stage_name(self) -> str:
+        return self.plans[self.position.stage_index].name if self.position.stage_index < len(self.plans) else "done"
+
     def evaluate(self, mode: str = "adaptive", *, split: str = "val", threshold: float | None = None) -> dict[str, Any]:
+        if mode == "adaptive" and threshold is None and self.cfg.train.decision_rule == "rate_matched":
+            threshold = self.thresholds if self.thresholds is not None else self.calibrate()
         return evaluate(
             self.system, self.exp, self.exp.records[split], mode=mode, threshold=threshold, ctx=self.ctx,
             batch_size=self.cfg.train.eval_batch_size or self.loader_spec.batch_size, workers=self.cfg.runtime.workers,
@@ -154,6 +173,7 @@ class Trainer:
         if plan.start_from_best and self.run.checkpoint(BEST).is_file():
             state = self.ctx.broadcast_object(load_checkpoint(self.run.checkpoint(BEST))["model"] if self.ctx.is_main else None)
             self.system.load_state_dict(state)
+            self.thresholds = None  # calibrated for other policy weights
             self.say(f"stage {plan.name}: starting from the best model ({self.run.checkpoint(BEST)})")
         if plan.temperature_step:
             self.system.set_temperature(self.cfg.policy.initial_temperature)
@@ -174,6 +194,8 @@ class Trainer:
                                   "lr": {k: o.lr for k, o in self.optims.items()},
                                   "temperature": float(self.system.temperature)}
         modes = self._validation_modes(plan)
+        if "adaptive" in modes and self.cfg.train.decision_rule == "rate_matched":
+            self.calibrate()
         if modes and (plan.validate_every_epoch or (last_epoch and self.cfg.train.validate_stages)):
             results = [self.evaluate(mode) for mode in modes]
             record["val"] = results
@@ -337,6 +359,7 @@ class Trainer:
             "rng": capture_rng_state(),
             "meters": self.meters.state_dict(),
             "best": self.best,
+            "thresholds": self.thresholds,
             "num_classes": self.exp.num_classes,
             "modalities": list(self.system.modalities),
             "metric": self.exp.metric,
@@ -363,6 +386,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.meters = RunningMeans(state.get("meters"))
         self.best = state.get("best")
+        self.thresholds = state.get("thresholds")
         restore_rng_state(state["rng"])
 
 
