@@ -144,3 +144,25 @@ def test_run_directory_writes_plottable_jsonl(tmp_path):
     silent = RunDirectory(tmp_path / "other", writer=False)
     silent.log({"a": 1})
     assert not (tmp_path / "other").exists()
+
+
+def test_rate_matched_thresholds_spend_the_training_budget_on_the_likeliest_items():
+    from types import SimpleNamespace
+
+    from adamml_core.engine.calibration import rate_matched_thresholds, threshold_decisions
+
+    # modality a: P 0.4 on 5 items, 0.2 on 15 -> mean 0.25 -> 5 of 20 items, the 0.4 ones
+    a = torch.tensor([0.4] * 5 + [0.2] * 15)
+    b = torch.full((20,), 0.01)  # mean 0.01 -> round(0.2) = 0 items: nothing selected
+    probs = torch.stack([a, b], dim=-1).view(4, 5, 2)
+    t = rate_matched_thresholds(probs, ["a", "b"])
+    assert t["a"] == pytest.approx(0.4) and t["b"] > 0.01
+    system = SimpleNamespace(modalities=["a", "b"], empty_video="best_item")
+    d = threshold_decisions(system, probs, t)
+    # the five 0.4 items are all in video 0; videos 1-3 select nothing and get their best item (an 'a')
+    assert d[0, :, 0].sum() == 5 and d[1:].sum() == 3 and d[..., 1].sum() == 0
+    # argmax would select nothing here; an empty video still gets its most probable item
+    empty = torch.full((1, 3, 2), 0.1)
+    empty[0, 2, 1] = 0.3
+    d = threshold_decisions(system, empty, {"a": 0.9, "b": 0.9})
+    assert d.sum() == 1 and d[0, 2, 1] == 1
