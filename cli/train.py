@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 def train(
     config: Path = typer.Argument(..., help="experiment config (.yaml/.yml/.toml)"),
     overrides: list[str] = typer.Argument(None, help="key.path=value overrides, e.g. train.batch_size=8"),
-    stage: list[str] = typer.Option(None, "--stage", help="run only this stage (repeatable): unimodal, fusion, warmup, alternating, finetune"),
+    stage: list[str] = typer.Option(None, "--stage", help="run only this stage (repeatable): unimodal, policy_pretrain, fusion, warmup, alternating, finetune"),
     resume: str = typer.Option(None, "--resume", help="continue from a checkpoint, a run folder, or 'auto' (the run folder's last.pt if any)"),
     init: Path = typer.Option(None, "--init", help="start from the model weights of this checkpoint (e.g. an earlier run's unimodal.pt)"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder (default: the config's output_dir)"),
@@ -47,12 +47,19 @@ def train(
     evaluation) and checkpoints/ (last.pt, best.pt, one per finished stage).
     """
     from adamml_cli.config import load_resolved
+    from typing import get_args
+
+    from adamml_core.config import ConfigError, Stage
     from adamml_core.engine.run_dir import resolve_resume
     from adamml_core.engine.trainer import Trainer
 
     with user_errors(), engine_errors():
         cfg = load_resolved(config, overrides)
         if stage:
+            known = list(get_args(Stage))
+            unknown = [s for s in stage if s not in known]
+            if unknown:
+                raise ConfigError(f"--stage: unknown stage(s) {unknown}; known: {', '.join(known)}")
             cfg.train.stages = list(stage)
         if output is not None:
             cfg.output_dir = output
