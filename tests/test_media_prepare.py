@@ -77,7 +77,7 @@ def test_prepared_reader_reads_no_video_and_flow_from_the_cache(videos, tmp_path
     with ds.open(0) as reader:
         ds.load_item(0, 0, "flow", media=reader)
         assert reader.stats.video_frames_decoded == 0 and reader.stats.frames_from_cache_dir > 0
-        flow_files = sorted((tmp_path / reader.cache_key / "flow" / "dis-s48").glob("*.npy"))
+        flow_files = sorted((tmp_path / reader.cache_key / "optical_flow" / "dis-s48").glob("*.npy"))
         assert len(flow_files) == 39  # every consecutive pair of 40 frames
         ds.load_item(0, 0, "audio", media=reader)
         assert reader.stats.audio_decodes == 0 and reader.stats.audio_from_cache_dir == 1

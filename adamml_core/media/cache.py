@@ -26,7 +26,7 @@ import numpy as np
 META_FILE = "meta.json"
 FRAMES_DIR = "frames"
 AUDIO_FILE = "audio.npy"
-FLOW_DIR = "flow"
+FLOW_DIR = "optical_flow"
 CACHE_VERSION = 1
 
 

@@ -66,7 +66,7 @@ def is_prepared(path: str | Path, cache_dir: str | Path, settings: PrepareSettin
     if meta.get("frame_format") not in (None, settings.frame_format) and meta.get("has_video"):
         return False
     if settings.flow and meta.get("has_video"):
-        return param_key(settings.flow_algorithm, settings.decode_short_side) in meta.get("flow", [])
+        return param_key(settings.flow_algorithm, settings.decode_short_side) in meta.get("optical_flow", [])
     return True
 
 
@@ -156,7 +156,7 @@ def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSett
                 "has_audio": track is not None,
                 "audio_rate": settings.audio_rate,
                 "frame_format": settings.frame_format,
-                "flow": flow_keys,
+                "optical_flow": flow_keys,
             }
         (tmp / media_cache.META_FILE).write_text(json.dumps(meta, indent=1))
         if final.exists():  # stale (other settings or a changed source): replace it whole
