@@ -194,9 +194,9 @@ class Trainer:
                                   "lr": {k: o.lr for k, o in self.optims.items()},
                                   "temperature": float(self.system.temperature)}
         modes = self._validation_modes(plan)
-        if "adaptive" in modes and self.cfg.train.decision_rule == "rate_matched":
-            self.calibrate()
         if modes and (plan.validate_every_epoch or (last_epoch and self.cfg.train.validate_stages)):
+            if "adaptive" in modes and self.cfg.train.decision_rule == "rate_matched":
+                self.calibrate()  # for the weights being validated (and saved as best)
             results = [self.evaluate(mode) for mode in modes]
             record["val"] = results
             for r in results:
