@@ -215,6 +215,8 @@ class Trainer:
         self._save(LAST)
 
     def _end_stage(self, plan: StagePlan) -> None:
+        if self.cfg.train.decision_rule == "rate_matched" and "adaptive" in self._validation_modes(plan) and self.thresholds is None:
+            self.calibrate()  # so that the stage's checkpoint carries thresholds for its own weights
         pos = self.position
         pos.stage_index += 1
         pos.epoch = pos.pass_index = pos.step = 0
