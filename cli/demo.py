@@ -98,7 +98,7 @@ def demo(
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="run folder"),
     seed: int = typer.Option(0, "--seed", help="seed of the training run (the dataset has its own, dataset.options.seed)"),
     data_root: Path = typer.Option(None, "--data-root", help="where the synthetic videos are cached (default ~/.cache/adamml/synthetic)"),
-    quick: bool = typer.Option(False, "--quick", help="a much smaller run (about a minute): checks the pipeline, not the method"),
+    quick: bool = typer.Option(False, "--quick", help="a much smaller run (about 3 minutes): checks the pipeline, not the method"),
     overrides: list[str] = typer.Argument(None, help="key.path=value overrides of the demo config"),
     show_config: bool = typer.Option(False, "--show-config", help="print the demo config as YAML and exit"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON document"),
