@@ -321,7 +321,10 @@ class Trainer:
         layers = batchnorm_layers(self.system.policy)
         if not layers:
             return
-        dataset = self._dataset("policy" if self.cfg.train.alternating.policy_holdout > 0 else "recognition", "all")
+        records_key = "policy" if self.cfg.train.alternating.policy_holdout > 0 else "recognition"
+        # Only the policy inputs are used: load just those, with the very samples the full dataset would give.
+        dataset = self._dataset(records_key, "policy")
+        dataset.set_epoch(self._dataset(records_key, "all").epoch)
         loader, _ = make_loader(dataset, self.loader_spec, stream=(plan.name, "recalibrate"), epoch=self.position.epoch,
                                 train=True, collate_fn=collate_batch)
         with torch.random.fork_rng(devices=[]):

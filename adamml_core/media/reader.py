@@ -13,7 +13,8 @@ the whole track on first use and kept: an audio track costs far less to decode
 than video, and one pass per video is cheaper than a seek per segment.
 
 With ``cache_dir`` (written by ``adamml prepare``), a prepared video is read
-from its frame images and audio array instead, giving the same arrays.
+from its frame images and audio array instead, giving the same arrays. A video
+preloaded into memory (:mod:`adamml_core.media.memory`) is read from there first.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from adamml_core.media import cache as media_cache
+from adamml_core.media import memory as media_memory
 from adamml_core.media.audio import decode_audio_track
 from adamml_core.media.transforms import decode_size
 
@@ -85,9 +87,15 @@ class VideoReader:
         self._decodable: int | None = None  # frames that really decode (a truncated file has fewer)
         self._prepared: Path | None = None
         self._meta: dict = {}
-        if self.cache_dir is not None:
+        self._memory = media_memory.lookup(self.path, self.decode_short_side)
+        if self._memory is None and self.cache_dir is not None:
             self._prepared = media_cache.prepared_video_dir(self.cache_dir, self.path, self.decode_short_side)
-        if self._prepared is not None:
+        if self._memory is not None:
+            m = self._memory
+            self._fps, self._num_frames, self._duration = m.fps, m.num_frames, m.duration
+            self._has_video, self._has_audio = m.has_video, m.has_audio
+            self._decodable = len(m.frames) if m.has_video else m.num_frames
+        elif self._prepared is not None:
             self._meta = media_cache.read_meta(self._prepared) or {}
             self._fps = float(self._meta["fps"])
             self._num_frames = int(self._meta["num_frames"])
@@ -159,6 +167,12 @@ class VideoReader:
         return self._has_video
 
     @property
+    def native_audio_rate(self) -> int | None:
+        """The audio stream's own sample rate (None without audio or without an opened file)."""
+        stream = getattr(self, "_astream", None)
+        return int(stream.rate) if self._container is not None and stream is not None and stream.rate else None
+
+    @property
     def prepared(self) -> bool:
         """True when this reader reads a prepared cache instead of the video file."""
         return self._prepared is not None
@@ -188,7 +202,9 @@ class VideoReader:
         wanted = [self._clamp(i) for i in indices]
         missing = sorted(set(i for i in wanted if i not in self._frame_cache))
         if missing:
-            if self._prepared is not None:
+            if self._memory is not None:
+                decoded = {i: self._memory.frames[i] for i in missing}
+            elif self._prepared is not None:
                 decoded = {i: self._read_prepared_frame(i) for i in missing}
             else:
                 decoded = self._decode_frames(missing)
@@ -199,7 +215,12 @@ class VideoReader:
         for i in wanted:
             frame = self._frame_cache.get(i)
             if frame is None:  # evicted by a long request: fetch again
-                frame = self._read_prepared_frame(i) if self._prepared is not None else self._decode_frames([i])[i]
+                if self._memory is not None:
+                    frame = self._memory.frames[i]
+                elif self._prepared is not None:
+                    frame = self._read_prepared_frame(i)
+                else:
+                    frame = self._decode_frames([i])[i]
             else:
                 self._frame_cache.move_to_end(i)
             out.append(frame)
@@ -377,6 +398,8 @@ class VideoReader:
         track: np.ndarray | None
         if not self._has_audio:
             track = None
+        elif self._memory is not None and sample_rate in self._memory.audio:
+            track = self._memory.audio[sample_rate]
         elif self._prepared is not None and int(self._meta.get("audio_rate", -1)) == sample_rate:
             track = np.load(self._prepared / media_cache.AUDIO_FILE, allow_pickle=False)
             self.stats.audio_from_cache_dir += 1
