@@ -1,5 +1,5 @@
 """``adamml demo``: generate the synthetic audio-visual dataset, train small unimodal networks,
-the weighted-fusion baseline and AdaMML, and compare them in one table (10-13 minutes on 2 CPU cores).
+the weighted-fusion baseline and AdaMML, and compare them in one table (about 11 minutes on 2 CPU cores).
 
 The demo config lives here (not in configs/) so that a fresh install needs no file:
 ``adamml demo --show-config`` prints it as YAML, ready for ``adamml train``.
