@@ -8,14 +8,14 @@ from it continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from adamml_core.atomic import atomic_writer
 
 FORMAT_VERSION = 1
 
@@ -26,33 +26,13 @@ class CheckpointError(RuntimeError):
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Write to a temporary file in the same folder, then rename: a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path, "wb", fsync=True) as handle:
+        torch.save(obj, handle)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path, "w") as handle:
+        handle.write(text)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from adamml_core.atomic import atomic_writer
 
 META_FILE = "meta.json"
 FRAMES_DIR = "frames"
@@ -44,15 +44,8 @@ def frame_file(index: int, fmt: str) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary name beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
