@@ -12,3 +12,15 @@ def grayscale_plugin(tmp_path, monkeypatch):
     write_dist_info(site, "adamml-grayscale", "0.1.0", {"grayscale": "adamml_grayscale"})
     install_on_path(monkeypatch, site, PLUGIN_SOURCE)
     return site
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run faster on one thread (the test machine's cores are shared); seeded for repeatability."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)

@@ -19,14 +19,7 @@ from adamml_plugins.backbones import (
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny networks run faster on one thread, and the test machine's cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_resnet(input_shape, num_classes=7, **options):

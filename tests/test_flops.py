@@ -24,13 +24,7 @@ from tiny_models import NUM_CLASSES, tiny_components, tiny_config
 PAPER_CONFIG = Path(__file__).parent / "configs" / "paper_rgb_flow_audio.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
