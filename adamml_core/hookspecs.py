@@ -52,5 +52,21 @@ def register_fusions(register):
 
 
 @hookspec
+def register_stages(register):
+    """Register training stages (see :mod:`adamml_core.engine.recipe`): what a stage trains, its passes, its loss."""
+
+
+@hookspec
+def register_loss_terms(register):
+    """Register loss terms added to a pass's objective (e.g. AdaMML's efficiency cost, a distillation term)."""
+
+
+@hookspec
+def register_media_sources(register):
+    """Register media sources: openers that give a :class:`adamml_core.modality.MediaSource` for a record
+    (a video container, a prepared cache, a folder of frame images, ...)."""
+
+
+@hookspec
 def register_commands(app):
     """Add subcommands (or sub-apps) to the ``adamml`` Typer application."""

@@ -40,13 +40,16 @@ class PluginInfo:
 
 @dataclass
 class Components:
-    """The five typed registries, filled by plugins."""
+    """The typed registries, filled by plugins (one hook per registry)."""
 
     modalities: Registry[type[Modality]] = field(default_factory=lambda: Registry("modality"))
     proxies: Registry[type[Proxy]] = field(default_factory=lambda: Registry("proxy"))
     backbones: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("backbone"))
     datasets: Registry[type[VideoDataset]] = field(default_factory=lambda: Registry("dataset"))
     fusions: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("fusion method"))
+    stages: Registry[Any] = field(default_factory=lambda: Registry("training stage"))
+    loss_terms: Registry[Any] = field(default_factory=lambda: Registry("loss term"))
+    media_sources: Registry[Any] = field(default_factory=lambda: Registry("media source"))
 
     # registry attribute -> the hook that fills it
     HOOKS = {
@@ -55,6 +58,9 @@ class Components:
         "backbones": "register_backbones",
         "datasets": "register_datasets",
         "fusions": "register_fusions",
+        "stages": "register_stages",
+        "loss_terms": "register_loss_terms",
+        "media_sources": "register_media_sources",
     }
 
     def kinds(self) -> dict[str, Registry[Any]]:
