@@ -9,11 +9,21 @@ Lazy loading: :meth:`SegmentedVideoDataset.load_item` loads one (segment,
 modality) and :func:`load_selected` loads exactly the items a policy selected,
 so inference pays only for what it uses.
 
-Bad videos: a :class:`~adamml_core.media.reader.MediaError` (missing, corrupt,
+Media: :meth:`SegmentedVideoDataset.open` asks the opener
+(:func:`adamml_core.media.open.open_media`) for a source over the registered
+``media_sources``, so a dataset's records may point at anything a source serves.
+
+Bad videos: a :class:`~adamml_core.media.errors.MediaError` (missing, corrupt,
 no video stream, ...) is handled per ``on_error``: ``"substitute"`` returns
 zeros with ``valid=False``, ``"skip"`` returns None (``collate_batch`` drops
-it), ``"raise"`` stops. Counts are kept in ``skipped`` (per process: with
-DataLoader workers, count ``valid`` in the batches instead).
+it), ``"raise"`` stops. Counts are kept in ``skipped``, beside what the
+sources noted they substituted (``notes``, e.g. silence for a missing audio
+track), per process: with DataLoader workers, count ``valid`` in the batches
+instead.
+
+Every loaded tensor is checked against its view's declared ``segment_shape()``
+/ ``policy_shape()``: a wrong declaration fails at once (:class:`ShapeMismatchError`)
+instead of training on, and being costed as, the wrong input.
 """
 
 from __future__ import annotations
@@ -27,11 +37,12 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
-from adamml_core.config import SamplingConfig
+from adamml_core.config import ConfigError, SamplingConfig
 from adamml_core.datasets import VideoRecord
-from adamml_core.media.reader import MediaError, VideoReader
+from adamml_core.media.errors import MediaError
+from adamml_core.media.open import open_media
 from adamml_core.media.sampling import test_segments, train_segments
-from adamml_core.modality import Modality, PolicyView, Segment
+from adamml_core.modality import MediaSource, Modality, PolicyView, Segment
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +51,26 @@ _SEGMENT_STREAM = 1_000_003  # rng stream id of the segment sampler (items use s
 _MAX_FAILURES_KEPT = 1000
 
 
+class ShapeMismatchError(ConfigError):
+    """A view returned a tensor of another shape than it declares; the message says which, and both shapes.
+
+    A ConfigError (a ValueError): the configured modality and its options cannot be used as they are,
+    and the command line reports it as one line like any other unusable config.
+    """
+
+
+def check_shape(name: str, what: str, declared: Sequence[int], tensor: torch.Tensor) -> torch.Tensor:
+    if tuple(tensor.shape) != tuple(declared):
+        raise ShapeMismatchError(
+            f"modality '{name}' returned a {what} of shape {tuple(tensor.shape)}, "
+            f"but declares {tuple(declared)}; fix its {'policy_shape' if what == 'policy input' else 'segment_shape'}()"
+            " or its loader"
+        )
+    return tensor
+
+
 class SegmentedVideoDataset(torch.utils.data.Dataset):
-    """Per-segment tensors of annotated videos; see the module docstring and INTERFACES.md."""
+    """Per-segment tensors of annotated videos; see the module docstring and docs/media.md."""
 
     def __init__(
         self,
@@ -57,6 +86,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         on_error: OnError = "substitute",
         seed: int = 0,
         cache_dir: Path | None = None,
+        media_sources: Sequence[type] | None = None,
     ):
         if load not in ("all", "policy", "recognition"):
             raise ValueError(f"load must be 'all', 'policy' or 'recognition', got {load!r}")
@@ -76,6 +106,8 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         self.on_error = on_error
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        # Source classes, highest priority first (adamml_core.media.open.source_chain); None: the default chain.
+        self.media_sources = tuple(media_sources) if media_sources is not None else None
         self.epoch = 0
         self.skipped: Counter[str] = Counter()
         self.failures: dict[str, str] = {}  # video_id -> reason (first ones)
@@ -94,13 +126,12 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         # numpy seeds must be non-negative: fold any int (a negative seed, a 64-bit stream seed) into 64 bits
         return np.random.default_rng([v % (1 << 64) for v in (self.seed, self.epoch, index, stream)])
 
-    def open(self, index: int) -> VideoReader:
-        """A reader for video ``index`` (raises MediaError); the caller closes it."""
-        return VideoReader(
-            self.records[index].path, decode_short_side=self.sampling.decode_short_side, cache_dir=self.cache_dir
-        )
+    def open(self, index: int) -> MediaSource:
+        """A media source for video ``index`` (raises MediaError); the caller closes it."""
+        return open_media(self.records[index].path, decode_short_side=self.sampling.decode_short_side,
+                          cache_dir=self.cache_dir, sources=self.media_sources)
 
-    def segments(self, index: int, media: VideoReader | None = None) -> list[Segment]:
+    def segments(self, index: int, media: MediaSource | None = None) -> list[Segment]:
         """The segments of video ``index`` (deterministic at test; per epoch in training)."""
         if index not in self._info:
             if media is None:
@@ -130,20 +161,30 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
     def _stream(self, modality: str, policy: bool) -> int:
         return 2 * list(self.modalities).index(modality) + int(policy)
 
-    def _prefetch(self, media: VideoReader, segment: Segment, views: Sequence[Any]) -> None:
-        """Decode every frame the views need for this segment in one pass (they then hit the reader's cache)."""
+    def prefetch(self, media: MediaSource, segment: Segment, *, recognition: Sequence[Modality] = (),
+                 policy: Sequence[PolicyView] = ()) -> None:
+        """Decode in one pass every frame the given views declare for this segment: ``recognition_frames`` of
+        the recognition views, ``policy_frames`` of the policy views (they then hit the source's frame cache)."""
         wanted: set[int] = set()
-        for view in views:
-            needed = getattr(view, "frames_needed", None)
-            if needed is not None:
-                wanted.update(needed(segment))
+        for view in recognition:  # getattr: a duck-typed view without the method reads no declared frames
+            wanted.update(getattr(view, "recognition_frames", lambda s: ())(segment))
+        for view in policy:
+            wanted.update(getattr(view, "policy_frames", lambda s: ())(segment))
         if wanted and media.has_video:
             media.frames(sorted(wanted))
 
+    def _prefetch(self, media: MediaSource, segment: Segment, views: Sequence[Any]) -> None:
+        """Old form of :meth:`prefetch`: modalities count as recognition views, other views as policy views."""
+        self.prefetch(media, segment, recognition=[v for v in views if isinstance(v, Modality)],
+                      policy=[v for v in views if not isinstance(v, Modality)])
+
     def load_item(
-        self, index: int, segment_index: int, modality: str, *, media: VideoReader | None = None, policy: bool = False
+        self, index: int, segment_index: int, modality: str, *, media: MediaSource | None = None, policy: bool = False
     ) -> torch.Tensor:
-        """One segment of one modality (``policy=True``: its policy input); decodes only what that needs."""
+        """One segment of one modality (``policy=True``: its policy input); decodes only what that needs.
+
+        The tensor is checked against the view's declared shape (:class:`ShapeMismatchError`).
+        """
         if modality not in self.modalities:
             raise KeyError(f"modality '{modality}' is not loaded by this dataset; it has {list(self.modalities)}")
         if media is None:
@@ -152,8 +193,11 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         segment = self.segments(index, media)[segment_index]
         rng = self._rng(index, 1000 * (segment_index + 1) + self._stream(modality, policy)) if self.train else None
         if policy:
-            return self.policy_views[modality].load_policy(media, segment, train=self.train, rng=rng)
-        return self.modalities[modality].load(media, segment, train=self.train, rng=rng)
+            view = self.policy_views[modality]
+            tensor = view.load_policy(media, segment, train=self.train, rng=rng)
+            return check_shape(modality, "policy input", view.policy_shape(), tensor)
+        tensor = self.modalities[modality].load(media, segment, train=self.train, rng=rng)
+        return check_shape(modality, "recognition input", self.modalities[modality].segment_shape(), tensor)
 
     def _target(self, record: VideoRecord) -> torch.Tensor:
         if self.multi_label:
@@ -183,8 +227,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         try:
             with self.open(index) as media:
                 tensors = self._load_video(index, media)
-                if not media.has_audio and media.stats.audio_requests:
-                    self.skipped["no_audio"] += 1  # silence was used: counted, not an error
+                self.skipped.update(getattr(media, "notes", None) or {})  # substitutions: counted, not errors
         except MediaError as exc:
             if self.on_error == "raise":
                 raise
@@ -195,7 +238,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
             return {**self._zeros(), "target": self._target(record), "index": index, "valid": False}
         return {**tensors, "target": self._target(record), "index": index, "valid": True}
 
-    def _load_video(self, index: int, media: VideoReader) -> dict[str, dict[str, torch.Tensor]]:
+    def _load_video(self, index: int, media: MediaSource) -> dict[str, dict[str, torch.Tensor]]:
         segments = self.segments(index, media)
         want_inputs = self.load in ("all", "recognition")
         want_policy = self.load in ("all", "policy")
@@ -203,10 +246,8 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         policy: dict[str, list[torch.Tensor]] = {m: [] for m in self.policy_views}
         # Segment-major, so that the views sharing frames hit the reader's frame cache.
         for c, segment in enumerate(segments):
-            views = ([*self.modalities.values()] if want_inputs else []) + (
-                [*self.policy_views.values()] if want_policy else []
-            )
-            self._prefetch(media, segment, views)
+            self.prefetch(media, segment, recognition=[*self.modalities.values()] if want_inputs else [],
+                          policy=[*self.policy_views.values()] if want_policy else [])
             for m in self.modalities:
                 if want_inputs:
                     inputs[m].append(self.load_item(index, c, m, media=media))
@@ -266,7 +307,7 @@ def load_selected(
                 out = []
                 for c in sorted({c for _, c in items}):
                     names = [m for m, cc in items if cc == c]
-                    dataset._prefetch(media, segments[c], [dataset.modalities[m] for m in names])
+                    dataset.prefetch(media, segments[c], recognition=[dataset.modalities[m] for m in names])
                     out.extend((m, b, c, dataset.load_item(index, c, m, media=media)) for m in names)
                 return out
         except MediaError as exc:

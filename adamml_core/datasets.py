@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adamml_core.media.formats import VIDEO_EXTENSIONS
+
 Split = Literal["train", "val"]
 Metric = Literal["top1", "mAP"]
 
@@ -34,9 +36,11 @@ class DatasetOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     root: Path = Field(Path("data"), description="folder holding the video files")
-    extensions: list[str] = Field(default_factory=lambda: [".mp4", ".webm", ".mkv", ".avi"])
+    extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS),
+                                  description="file-name endings treated as videos (adamml_core.media.formats)")
     cache_dir: Path | None = Field(
-        None, description="prepared cache written by `adamml prepare` (frames, audio, flow); read instead of decoding"
+        None, description="prepared cache written by `adamml prepare` (frames, audio, what modalities cache); "
+                          "read instead of decoding"
     )
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence, runtime_checkable
+from collections import Counter
+from typing import Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
 from pydantic import BaseModel
 
+from adamml_core.media.cache import ModalityStore, VideoCache
 from adamml_core.registry import NoOptions
 
 
@@ -47,9 +49,19 @@ class Segment:
 
 @runtime_checkable
 class MediaSource(Protocol):
-    """An opened video file (or its prepared cache) that decodes on demand."""
+    """An opened video (a file, its prepared cache, a preloaded copy, a folder of frames, ...).
+
+    Sources are registered components (``register_media_sources``) opened by
+    :func:`adamml_core.media.open.open_media`; most subclass
+    :class:`adamml_core.media.source.FrameSource`, which implements everything
+    below from three small methods. A modality uses only what is declared here.
+    """
 
     path: Path
+    decode_short_side: int  # shorter side of the frames ``frames`` returns
+    cache: VideoCache | None  # this video's cache folder (``cache.store(modality, params)``), None without one
+    stats: Any  # counters of what was decoded or read (``DecodeStats``); tests check laziness with them
+    notes: Counter  # what the source substituted instead of failing, e.g. {"no audio track: silence": 1}
 
     @property
     def fps(self) -> float: ...
@@ -61,15 +73,28 @@ class MediaSource(Protocol):
     def duration(self) -> float: ...
 
     @property
+    def has_video(self) -> bool: ...
+
+    @property
     def has_audio(self) -> bool: ...
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 RGB frames ``[len(indices), H, W, 3]``, shorter side at the decode size; indices are clamped."""
         ...
 
+    def iter_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every ``(index, frame)`` in order, in one pass (offline preparation)."""
+        ...
+
     def audio(self, start: float, duration: float, sample_rate: int) -> np.ndarray:
         """float32 mono samples in [-1, 1] for ``[start, start + duration)``; zeros outside the track or without one."""
         ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "MediaSource": ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class PolicyView(ABC):
@@ -85,7 +110,19 @@ class PolicyView(ABC):
     def load_policy(
         self, media: MediaSource, segment: Segment, *, train: bool, rng: np.random.Generator | None = None
     ) -> torch.Tensor:
-        """The policy input for one segment (float32, ``policy_shape()``)."""
+        """The policy input for one segment (float32, exactly ``policy_shape()``: the dataset checks it)."""
+
+    def policy_frames(self, segment: Segment) -> Sequence[int]:
+        """Frame indices :meth:`load_policy` reads for ``segment``.
+
+        The dataset decodes the union of the indices every view declares for a
+        segment in one pass before loading, so views sharing frames decode them
+        once; a policy-only pass (``load="policy"``) asks only this, never
+        :meth:`Modality.recognition_frames`. Default: none (a view that reads no
+        frames, e.g. audio, must not trigger video decoding). Indices not declared
+        still load, decoded on demand.
+        """
+        return ()
 
 
 class Modality(PolicyView):
@@ -121,7 +158,8 @@ class Modality(PolicyView):
     def load(
         self, media: MediaSource, segment: Segment, *, train: bool, rng: np.random.Generator | None = None
     ) -> torch.Tensor:
-        """The recognition input for one segment (float32, ``segment_shape()``), augmented when ``train``."""
+        """The recognition input for one segment (float32, exactly ``segment_shape()``: the dataset checks it),
+        augmented when ``train``."""
 
     def policy_shape(self) -> tuple[int, ...]:
         raise NotImplementedError(f"modality {self.name} has no policy view of its own; it needs a proxy")
@@ -129,11 +167,40 @@ class Modality(PolicyView):
     def load_policy(self, media, segment, *, train, rng=None):  # type: ignore[override]
         raise NotImplementedError(f"modality {self.name} has no policy view of its own; it needs a proxy")
 
-    def frames_needed(self, segment: Segment) -> Sequence[int]:
-        """Frame indices :meth:`load` will read for ``segment``; the dataset decodes the union of
-        every view's indices in one pass, so modalities sharing frames decode them once.
-        Default: none (a view that reads no frames, e.g. audio, must not trigger video decoding)."""
+    def recognition_frames(self, segment: Segment) -> Sequence[int]:
+        """Frame indices :meth:`load` reads for ``segment`` (see :meth:`PolicyView.policy_frames`:
+        the same rule, for the recognition input). Default: none."""
+        if type(self).frames_needed is not Modality.frames_needed:  # a plugin written before the split
+            return self.frames_needed(segment)
         return ()
+
+    def frames_needed(self, segment: Segment) -> Sequence[int]:
+        """Old name of :meth:`recognition_frames` (kept for callers written before the split)."""
+        return self.recognition_frames(segment)
+
+    # ------------------------------------------------------------------ offline cache
+
+    def prepare_key(self) -> str | None:
+        """What this modality caches offline, as a folder name that changes with the options that
+        change the cached data (e.g. ``"tvl1-s256"``); None (default): it caches nothing."""
+        return None
+
+    def prepare(self, media: MediaSource, store: ModalityStore) -> int:
+        """Compute and ``store.put`` this modality's cached data for one whole video (``adamml prepare``).
+
+        Called once per video with a container source and the store of
+        :meth:`prepare_key` inside the video's temporary cache folder (renamed when
+        the whole video is done, so an interrupted run leaves nothing half-written).
+        Returns how many items it stored. Only called when :meth:`prepare_key` is set.
+        """
+        return 0
+
+    def cache_store(self, media: MediaSource) -> ModalityStore | None:
+        """The store :meth:`load` reads (and may fill) for ``media``: the one :meth:`prepare` wrote."""
+        key = self.prepare_key()
+        if key is None or media.cache is None:
+            return None
+        return media.cache.store(self.name, key)
 
     def preprocessing_gflops(self) -> float:
         """Per-segment cost of making the input that a network-FLOP count misses (e.g. optical flow).

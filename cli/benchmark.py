@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,56 +21,48 @@ benchmark_app = typer.Typer(help="Measure the speed of parts of the pipeline on 
 
 
 def register(app: typer.Typer) -> None:
+    from adamml_cli.bench_run import register_run
+
+    register_run(benchmark_app)
     app.add_typer(benchmark_app, name="benchmark")
 
 
 def write_clip(path: Path, *, width: int = 340, height: int = 256, seconds: float = 12.0, fps: int = 25) -> Path:
     """A clip of textured shapes moving right, with a 440 Hz tone (what the benchmark reads by default)."""
-    import av
+    from adamml_core.media.writer import VideoWriter
 
     rng = np.random.default_rng(0)
     background = np.kron(rng.integers(30, 220, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8),
                          np.ones((8, 8, 1), np.uint8))[:height, :width]
     square = np.kron(rng.integers(30, 220, (10, 10, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
     n = int(seconds * fps)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": "20", "preset": "veryfast"}
-        audio = out.add_stream("aac", rate=44100, layout="mono")
+    with VideoWriter(path) as out:
+        out.add_video("libx264", fps=fps, width=width, height=height, options={"crf": "20", "preset": "veryfast"})
+        out.add_audio(rate=44100, layout="mono")
         for k in range(n):
             img = background.copy()
             x = (3 * k) % (width - 80)
             img[(height - 80) // 2 : (height - 80) // 2 + 80, x : x + 80] = square
-            for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in video.encode(None):
-            out.mux(packet)
+            out.write_frame(img)
+        out.finish_video()
         t = np.arange(int(seconds * 44100)) / 44100
-        wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        for start in range(0, len(wave), 1024):
-            frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024].copy(), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = 44100, start, Fraction(1, 44100)
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode(None):
-            out.mux(packet)
+        out.write_audio_track((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
     return path
 
 
 def _measure(view: Any, video: Path, sampling: Any, *, policy: bool, train: bool, segments: int) -> dict[str, Any]:
-    from adamml_core.media.reader import VideoReader
+    from adamml_core.media.container import ContainerSource  # the file itself: a benchmark never reads a cache
     from adamml_core.media.sampling import test_segments
 
-    with VideoReader(video, decode_short_side=sampling.decode_short_side) as media:
+    with ContainerSource(video, decode_short_side=sampling.decode_short_side) as media:
         chosen = test_segments(media.num_frames, media.fps, sampling)[:segments]
     if not (getattr(view, "options", None) and getattr(view.options, "algorithm", None) == "tvl1"):
         # Warm-up outside the timing (first-call costs: thread pools, OpenCV and torch kernels).
-        with VideoReader(video, decode_short_side=sampling.decode_short_side) as media:
+        with ContainerSource(video, decode_short_side=sampling.decode_short_side) as media:
             loader = view.load_policy if policy else view.load
             loader(media, chosen[-1], train=train, rng=np.random.default_rng(0))
     start = time.perf_counter()
-    with VideoReader(video, decode_short_side=sampling.decode_short_side) as media:
+    with ContainerSource(video, decode_short_side=sampling.decode_short_side) as media:
         rng = np.random.default_rng(0)
         for segment in chosen:
             if policy:
@@ -95,7 +86,8 @@ def media(
 ) -> None:
     """Segments per second to load + transform, per modality and view, and TV-L1 flow against RGBDiff per segment."""
     from adamml_core.config import SamplingConfig
-    from adamml_core.plugins import components
+
+    from adamml_cli.session import plugin_system
 
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
         label = str(video) if video is not None else f"generated 340x256 {clip_seconds:g} s clip"
@@ -103,7 +95,7 @@ def media(
             video = write_clip(Path(tmp) / "clip.mp4", seconds=clip_seconds)
         elif not video.is_file():
             raise FileNotFoundError(f"video not found: {video}")
-        comps = components()
+        comps = plugin_system().components
         sampling = SamplingConfig(test_segments=max(segments, 1), decode_short_side=short_side)
         rows: list[dict[str, Any]] = []
 

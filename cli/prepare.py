@@ -1,8 +1,10 @@
-"""``adamml prepare``: extract frames, mono audio and optionally flow of many videos into a cache.
+"""``adamml prepare``: extract frames, mono audio and what each modality caches (e.g. flow) into a cache.
 
-Resumable: finished videos are skipped, each video is written under a
-temporary name and renamed when complete. Interrupt it (Ctrl-C) and run it
-again to continue.
+With ``--config``, every configured modality that declares an offline cache
+(``Modality.prepare_key``) stores it, a third-party modality's too; without a
+config, ``--modality NAME`` (or ``--flow``) names them. Resumable: finished
+videos are skipped, each video is written under a temporary name and renamed
+when complete. Interrupt it (Ctrl-C) and run it again to continue.
 """
 
 from __future__ import annotations
@@ -20,25 +22,37 @@ def register(app: typer.Typer) -> None:
 
 
 def _config_videos(config: Path, overrides: list[str]) -> tuple[list[Path], dict[str, Any]]:
-    """Videos of a config's dataset (train and val), and the settings the config implies."""
-    from adamml_core.config import load_config
-    from adamml_core.plugins import components
+    """Videos of a config's dataset (train and val), the settings the config implies, and its modalities."""
+    from adamml_core.models.build import build_modalities
 
-    cfg = load_config(config, overrides)
-    dataset = components().datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
+    from adamml_cli.session import load_config_and_components
+
+    cfg, comps = load_config_and_components(config, overrides)  # plugins.block honoured before any import
+    dataset = comps.datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
     dataset.prepare()  # a generated dataset writes its files here
     paths: dict[str, Path] = {}
     for split in ("train", "val"):
         for record in dataset.records(split):
             paths.setdefault(str(record.path), Path(record.path))
-    implied: dict[str, Any] = {"decode_short_side": cfg.sampling.decode_short_side}
+    implied: dict[str, Any] = {"decode_short_side": cfg.sampling.decode_short_side,
+                               "modalities": build_modalities(cfg, comps), "sampling": cfg.sampling}
     cache_dir = getattr(dataset.options, "cache_dir", None)
     if cache_dir:
         implied["cache_dir"] = Path(cache_dir)
-    flow = cfg.modality_options.get("flow", {}) if "flow" in cfg.modalities else None
-    if flow is not None:
-        implied["flow_algorithm"] = flow.get("algorithm", "tvl1")
     return sorted(paths.values()), implied
+
+
+def _named_modalities(names: list[str], options: dict[str, dict[str, Any]], sampling: Any) -> dict[str, Any]:
+    """Modalities named on the command line, with default options (plus ``options[name]``)."""
+    from adamml_cli.session import plugin_system
+
+    comps = plugin_system().components
+    out: dict[str, Any] = {}
+    for name in names:
+        modality = comps.modalities.build(name, options.get(name, {}), sampling=sampling, field_path=f"--modality {name}")
+        modality.registered_name = name  # the cache folder is named after it, as when loading
+        out[name] = modality
+    return out
 
 
 def prepare(
@@ -50,15 +64,17 @@ def prepare(
     frame_format: str = typer.Option("png", "--format", help="png (lossless, exact) or jpg (smaller, approximate)"),
     jpeg_quality: int = typer.Option(95, "--jpeg-quality", min=1, max=100),
     audio_rate: int = typer.Option(24000, "--audio-rate", help="mono audio sample rate (Hz)"),
-    flow: bool = typer.Option(False, "--flow/--no-flow", help="also compute optical flow (TV-L1: ~0.45 s per frame pair)"),
-    flow_algorithm: Optional[str] = typer.Option(None, "--flow-algorithm", help="tvl1 (default), dis or farneback"),
-    flow_threads: int = typer.Option(2, "--flow-threads", min=1),
+    modality: list[str] = typer.Option([], "--modality", "-m", help="also store this modality's offline cache (repeatable; with --config: every configured modality that has one)"),
+    frames_only: bool = typer.Option(False, "--frames-only", help="frames and audio only, no modality caches (not even the config's)"),
+    flow: bool = typer.Option(False, "--flow/--no-flow", help="shorthand for --modality flow (TV-L1: ~0.45 s per frame pair)"),
+    flow_algorithm: Optional[str] = typer.Option(None, "--flow-algorithm", help="with --flow: tvl1 (default), dis or farneback"),
+    flow_threads: int = typer.Option(2, "--flow-threads", min=1, help="with --flow: frame pairs computed in parallel"),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="videos prepared in parallel (processes)"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
-    """Extract frames (shorter side 256), mono 24 kHz audio and optionally flow into a resumable cache."""
-    from adamml_core.media.flow import ALGORITHMS
-    from adamml_core.media.prepare import PrepareSettings, find_videos, settings_dict
+    """Extract frames (shorter side 256), mono 24 kHz audio and the modalities' own caches into a resumable cache."""
+    from adamml_core.config import SamplingConfig
+    from adamml_core.media.prepare import PrepareSettings, find_videos, modality_keys, settings_dict
 
     with user_errors():
         if frame_format not in ("png", "jpg"):
@@ -79,27 +95,29 @@ def prepare(
         cache_dir = cache_dir or implied.get("cache_dir")
         if cache_dir is None:
             raise typer.BadParameter("--cache-dir is required (the config's dataset names no cache_dir)")
-        algorithm = flow_algorithm or implied.get("flow_algorithm", "tvl1")
-        if algorithm not in ALGORITHMS:
-            raise typer.BadParameter(f"--flow-algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm}")
         settings = PrepareSettings(
             decode_short_side=short_side or implied.get("decode_short_side", 256),
             frame_format=frame_format,  # type: ignore[arg-type]
             jpeg_quality=jpeg_quality,
             audio_rate=audio_rate,
-            flow=flow,
-            flow_algorithm=algorithm,
-            flow_threads=flow_threads,
         )
+        sampling = implied.get("sampling") or SamplingConfig(decode_short_side=settings.decode_short_side)
+        if sampling.decode_short_side != settings.decode_short_side:
+            sampling = sampling.model_copy(update={"decode_short_side": settings.decode_short_side})
+        modalities: dict[str, Any] = {} if frames_only else dict(implied.get("modalities", {}))
+        named = [m for m in [*modality, *(["flow"] if flow else [])] if m not in modalities]
+        flow_options = {"threads": flow_threads, **({"algorithm": flow_algorithm} if flow_algorithm else {})}
+        modalities.update(_named_modalities(named, {"flow": flow_options} if flow else {}, sampling))
         unique = list(dict.fromkeys(p.resolve() for p in paths))
-        results = _run(unique, cache_dir, settings, workers)
+        results = _run(unique, cache_dir, settings, workers, modalities)
 
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     failed = [{"path": r.path, "reason": r.message} for r in results if r.status == "failed"]
     if json_output:
-        emit_json({"cache_dir": str(cache_dir), "settings": settings_dict(settings), "videos": len(results),
+        emit_json({"cache_dir": str(cache_dir), "settings": settings_dict(settings),
+                   "modalities": modality_keys(modalities), "videos": len(results),
                    **counts, "failed_videos": failed,
-                   "results": [{"path": r.path, "status": r.status, "frames": r.frames, "flow_pairs": r.flow_pairs,
+                   "results": [{"path": r.path, "status": r.status, "frames": r.frames, "cached": r.cached,
                                 "seconds": round(r.seconds, 3), "message": r.message} for r in results]})
     else:
         console.print(table(f"Prepared into {cache_dir}", ["done", "skipped", "failed", "videos"],
@@ -109,10 +127,13 @@ def prepare(
                                 [[f["path"], f["reason"]] for f in failed]))
 
 
-def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int) -> list[Any]:
+def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int, modalities: dict[str, Any]) -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from adamml_core.media.open import source_chain
     from adamml_core.media.prepare import prepare_videos
+
+    from adamml_cli.session import plugin_system
 
     columns = (TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
@@ -123,7 +144,9 @@ def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int) -> lis
             progress.update(task, advance=1, last=f"{result.status}: {Path(result.path).name}")
 
         try:
-            return prepare_videos(paths, cache_dir, settings, workers=workers, on_result=on_result)
+            sources = source_chain(plugin_system().components.media_sources)
+            return prepare_videos(paths, cache_dir, settings, modalities=modalities, sources=sources,
+                                  workers=workers, on_result=on_result)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted:[/] finished videos are kept; run the same command again to resume")
             raise typer.Exit(130) from None

@@ -1,22 +1,83 @@
 """The audio modality: a log-power spectrogram of 1.28 s around the segment (supplementary, section B).
 
 Mono audio at 24 kHz; the window is centred on ``Segment.center_time`` (the
-middle of the segment's RGB frames); see :mod:`adamml_core.media.audio` for
-the STFT and the time-axis crop. Parts of the window outside the track, and
-files without an audio stream, are silence. No augmentation (the paper takes
+middle of the segment's RGB frames). The core decodes the track
+(:mod:`adamml_core.media.audio`); the spectrogram is this plugin's own.
+
+Spectrogram at 24 kHz: a 1.28 s window (30,720 samples) centred on the segment,
+STFT with a 10 ms Hann window (240 samples), 5 ms hop (120 samples) and n_fft =
+511 (256 frequency bins). ``torch.stft`` with ``center=True`` gives 257 frames;
+the time axis is cropped (or, for a shorter window, padded with the log of
+silence) to 256 frames, the last frame being the one dropped. The result is
+``[1, bins, frames]``: frequency runs down the rows, time along the columns.
+Parts of the window outside the track, and files without an audio stream, are
+silence. No augmentation (the paper takes
 the spectrogram as it is). The policy sees the same spectrogram, resized when
 ``policy_size`` asks for a smaller one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from adamml_core import hookimpl
-from adamml_core.media.audio import SpectrogramSpec, log_spectrogram
 from adamml_core.modality import Modality
+
+LOG_EPS = 1e-6  # floor under the power before the log: silence is log(1e-6) ~ -13.8
+
+
+@dataclass(frozen=True)
+class SpectrogramSpec:
+    sample_rate: int = 24_000
+    window_seconds: float = 1.28
+    stft_window: int = 240
+    hop: int = 120
+    n_fft: int = 511
+    time_frames: int = 256
+
+    @property
+    def bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+
+def log_spectrogram(samples: np.ndarray | torch.Tensor, spec: SpectrogramSpec) -> torch.Tensor:
+    """float32 ``[1, spec.bins, spec.time_frames]`` log-power spectrogram of mono ``samples``."""
+    wave = torch.as_tensor(np.asarray(samples, dtype=np.float32))
+    window = torch.hann_window(spec.stft_window, periodic=True)
+    stft = torch.stft(
+        wave,
+        n_fft=spec.n_fft,
+        hop_length=spec.hop,
+        win_length=spec.stft_window,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
+    power = stft.real.square() + stft.imag.square()
+    logpower = torch.log(power + LOG_EPS)
+    frames = logpower.shape[1]
+    if frames >= spec.time_frames:
+        logpower = logpower[:, : spec.time_frames]
+    else:
+        pad = torch.full((logpower.shape[0], spec.time_frames - frames), float(np.log(LOG_EPS)))
+        logpower = torch.cat([logpower, pad], dim=1)
+    return logpower.unsqueeze(0).contiguous()
+
+
+def tone_bin(freq_hz: float, spec: SpectrogramSpec) -> int:
+    """The frequency bin where a pure tone of ``freq_hz`` peaks."""
+    return int(round(freq_hz * spec.n_fft / spec.sample_rate))
+
 
 
 class AudioOptions(BaseModel):

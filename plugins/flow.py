@@ -25,11 +25,10 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from adamml_core import hookimpl
-from adamml_core.media import cache as media_cache
-from adamml_core.media.flow import FlowCache, flows_for_pairs, tvl1_gflops_estimate
-from adamml_core.media.reader import decode_size
-from adamml_core.media.transforms import FrameOptions, apply_plan, normalize_rgb, policy_locations, to_chw
+from adamml_core.media.cache import ModalityStore, VideoCache
+from adamml_core.media.transforms import FrameOptions, apply_plan, decode_size, normalize_rgb, policy_locations, to_chw
 from adamml_core.modality import MediaSource, Modality, Proxy, Segment
+from adamml_plugins.optical_flow import flows_for_pairs, param_key, prepare_flows, tvl1_gflops_estimate
 
 
 def stacked_indices(locations: Sequence[int], stack: int, num_frames: int) -> list[list[int]]:
@@ -67,17 +66,31 @@ class FlowModality(Modality):
         p = self.options.policy_size
         return (max(1, self.sampling.frames_per_segment // 2), 2 * self.options.stack, p, p)
 
-    def frames_needed(self, segment: Segment) -> Sequence[int]:
+    def recognition_frames(self, segment: Segment) -> Sequence[int]:
         groups = stacked_indices(segment.frame_indices, self.options.stack, segment.num_frames)
         return sorted({i for g in groups for i in g})
 
-    def _cache(self, media: MediaSource) -> FlowCache | None:
-        root = self.options.cache_dir or getattr(media, "cache_dir", None)
-        if root is None:
+    def policy_frames(self, segment: Segment) -> Sequence[int]:
+        groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
+        return sorted({i for g in groups for i in g})
+
+    def prepare_key(self) -> str:
+        # Flow depends on the algorithm and the decode size only (bound, stack and crops are applied after).
+        return param_key(self.options.algorithm, self.sampling.decode_short_side)
+
+    def prepare(self, media: MediaSource, store: ModalityStore) -> int:
+        """Flow of every consecutive frame pair of the video (TV-L1: ~0.45 s per pair)."""
+        if not media.has_video:
+            return 0
+        return prepare_flows(media.iter_frames(), store, self.options.algorithm, threads=self.options.threads)
+
+    def _cache(self, media: MediaSource) -> ModalityStore | None:
+        if self.options.cache_dir is not None:  # an own flow cache, apart from the prepared one
+            cache = VideoCache.for_source(self.options.cache_dir, media.path, media.decode_short_side)
+            return cache.store(self.name, param_key(self.options.algorithm, media.decode_short_side))
+        if media.cache is None:
             return None
-        key = getattr(media, "cache_key", None) or media_cache.cache_key(media.path)
-        short = getattr(media, "decode_short_side", self.sampling.decode_short_side)
-        return FlowCache(root, key, self.options.algorithm, short)
+        return media.cache.store(self.name, param_key(self.options.algorithm, media.cache.decode_short_side))
 
     def flow_stack(self, media: MediaSource, segment: Segment, locations: Sequence[int]) -> np.ndarray:
         """``[L, H, W, 2 * stack]`` bounded, scaled flow at the decode size."""
@@ -147,7 +160,7 @@ class RGBDiffProxy(Proxy):
         p = self.options.policy_size
         return (max(1, self.sampling.frames_per_segment // 2), 3 * self.options.stack, p, p)
 
-    def frames_needed(self, segment: Segment) -> Sequence[int]:
+    def policy_frames(self, segment: Segment) -> Sequence[int]:
         groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
         return sorted({i for g in groups for i in g})
 
@@ -174,8 +187,12 @@ class RGBDiffModality(Modality):
         p = self.options.policy_size
         return (max(1, self.sampling.frames_per_segment // 2), 3 * self.options.stack, p, p)
 
-    def frames_needed(self, segment: Segment) -> Sequence[int]:
+    def recognition_frames(self, segment: Segment) -> Sequence[int]:
         groups = stacked_indices(segment.frame_indices, self.options.stack, segment.num_frames)
+        return sorted({i for g in groups for i in g})
+
+    def policy_frames(self, segment: Segment) -> Sequence[int]:
+        groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
         return sorted({i for g in groups for i in g})
 
     def load(self, media, segment, *, train, rng=None):

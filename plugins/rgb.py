@@ -38,8 +38,11 @@ class RGBModality(Modality):
         p = self.options.policy_size
         return (max(1, self.sampling.frames_per_segment // 2), 3, p, p)
 
-    def frames_needed(self, segment: Segment) -> Sequence[int]:
+    def recognition_frames(self, segment: Segment) -> Sequence[int]:
         return segment.frame_indices
+
+    def policy_frames(self, segment: Segment) -> Sequence[int]:
+        return policy_locations(segment.frame_indices)
 
     def _load(self, media: MediaSource, indices: Sequence[int], *, train: bool, rng, policy: bool) -> torch.Tensor:
         plan = self.options.plan(rng, train=train, policy=policy)

@@ -21,18 +21,19 @@ Everything here is a pure function of its arguments: the same plan and
 from __future__ import annotations
 
 import colorsys
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from fractions import Fraction
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import av
 import numpy as np
+
+from adamml_core.atomic import atomic_writer
+from adamml_core.media.writer import VideoWriter
 
 CUES = ("appearance", "motion", "tone")
 GENERATOR_VERSION = 6  # bump when the pixels or samples change, so old caches are not reused
@@ -280,48 +281,31 @@ def write_video(
     path: Path, plan: VideoPlan, spec: MediaSpec, classes: Sequence[ClassSignature], distractor_hz: float
 ) -> None:
     """Render and encode one video to ``path`` (mp4, video + AAC audio), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        _encode(temp, plan, spec, classes, distractor_hz)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_writer(path, "wb") as handle:
+        _encode(handle, plan, spec, classes, distractor_hz)
 
 
-def _encode(path: Path, plan: VideoPlan, spec: MediaSpec, classes: Sequence[ClassSignature], distractor_hz: float) -> None:
+def _encode(target: Any, plan: VideoPlan, spec: MediaSpec, classes: Sequence[ClassSignature], distractor_hz: float) -> None:
     samples = render_audio(plan, spec, classes, distractor_hz)
-    with av.open(str(path), mode="w", format="mp4") as container:
-        video = container.add_stream(spec.video_codec, rate=spec.fps)
-        video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv420p"
-        video.codec_context.gop_size = spec.fps  # a key frame every second: cheap seeks for segment decoding
-        video.codec_context.max_b_frames = 0
-        video.codec_context.thread_count = 1  # determinism; parallelism comes from one video per worker
+    with VideoWriter(target, format="mp4") as writer:
         if spec.video_codec == "libx264":
-            video.codec_context.options = {"preset": "veryfast", "crf": "18"}
-        else:
-            video.codec_context.bit_rate = 40 * spec.width * spec.height  # ~0.5 Mb/s at 128x96: colours survive
-            video.codec_context.qmax = 6
-        audio = container.add_stream("aac", rate=spec.sample_rate)
-        audio.codec_context.layout = "mono"
-        audio.codec_context.bit_rate = 64000
+            quality: dict[str, Any] = {"options": {"preset": "veryfast", "crf": "18"}}
+        else:  # ~0.5 Mb/s at 128x96: colours survive
+            quality = {"bit_rate": 40 * spec.width * spec.height, "qmax": 6}
+        # a key frame every second (cheap seeks for segment decoding); one thread: determinism,
+        # parallelism comes from one video per worker
+        writer.add_video(spec.video_codec, fps=spec.fps, width=spec.width, height=spec.height, gop_size=spec.fps,
+                         max_b_frames=0, threads=1, **quality)
+        writer.add_audio(rate=spec.sample_rate, layout="mono", bit_rate=64000)
         samples_per_frame = spec.sample_rate / spec.fps
         sent = 0
         for index, image in enumerate(render_frames(plan, spec, classes)):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            container.mux(video.encode(frame))
+            writer.write_frame(image, pts=index)
             # interleave: the audio up to the end of this video frame
             upto = spec.num_samples if index == spec.num_frames - 1 else round((index + 1) * samples_per_frame)
             if upto > sent:
-                chunk = av.AudioFrame.from_ndarray(samples[None, sent:upto], format="fltp", layout="mono")
-                chunk.sample_rate = spec.sample_rate
-                chunk.pts = sent
-                chunk.time_base = Fraction(1, spec.sample_rate)
-                container.mux(audio.encode(chunk))
+                writer.write_audio(samples[None, sent:upto], sent)
                 sent = upto
-        container.mux(video.encode(None))
-        container.mux(audio.encode(None))
 
 
 def write_videos(jobs: Sequence[tuple[Any, ...]], *, workers: int, progress: bool, description: str) -> None:

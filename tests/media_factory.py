@@ -14,8 +14,9 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from adamml_core.media.writer import VideoWriter
 
 STRIP_ROWS = 8  # rows at the top holding the frame-index gray level
 LEVEL_STEP = 4  # gray-level step per frame (lossy coding moves a level by 1-2 at most)
@@ -81,43 +82,28 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".m4a", ".mov") else {}
-    with av.open(str(path), "w", options=options) as container:
-        vstream = astream = None
+    with VideoWriter(path, options=options) as writer:
         if video:
-            vstream = container.add_stream(codec, rate=fps)
-            vstream.width, vstream.height, vstream.pix_fmt = width, height, pix_fmt
-            if codec.startswith("libx264"):
-                vstream.options = {"crf": str(crf), "preset": "ultrafast", "g": "12"}
-            if variable_frame_rate:
-                vstream.codec_context.time_base = Fraction(1, 1000)
+            writer.add_video(codec, fps=fps, width=width, height=height, pix_fmt=pix_fmt,
+                             options={"crf": str(crf), "preset": "ultrafast", "g": "12"} if codec.startswith("libx264") else None,
+                             time_base=Fraction(1, 1000) if variable_frame_rate else None)
         if audio:
-            astream = container.add_stream("aac", rate=sample_rate, layout="stereo" if stereo else "mono")
-        if vstream is not None:
+            writer.add_audio(rate=sample_rate, layout="stereo" if stereo else "mono")
+        if video:
             t_ms = 0
             for k in range(num_frames):
-                frame = av.VideoFrame.from_ndarray(moving_square_frame(k, width, height, speed=speed), format="rgb24")
+                image = moving_square_frame(k, width, height, speed=speed)
                 if variable_frame_rate:
                     # Alternating short and long gaps around the nominal period.
-                    frame.pts, frame.time_base = t_ms, Fraction(1, 1000)
+                    writer.write_frame(image, pts=t_ms, time_base=Fraction(1, 1000))
                     t_ms += int(1000 / fps * (0.6 if k % 2 == 0 else 1.4))
-                for packet in vstream.encode(frame):
-                    container.mux(packet)
-            for packet in vstream.encode(None):
-                container.mux(packet)
-        if astream is not None:
+                else:
+                    writer.write_frame(image)
+            writer.finish_video()
+        if audio:
             seconds = audio_seconds if audio_seconds is not None else (num_frames / fps if video else 2.0)
             samples = tone(tone_hz, seconds, sample_rate)
-            channels = np.stack([samples, samples]) if stereo else samples[None]
-            chunk = 1024
-            for start in range(0, channels.shape[1], chunk):
-                piece = np.ascontiguousarray(channels[:, start : start + chunk])
-                frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="stereo" if stereo else "mono")
-                frame.sample_rate, frame.pts = sample_rate, start
-                frame.time_base = Fraction(1, sample_rate)
-                for packet in astream.encode(frame):
-                    container.mux(packet)
-            for packet in astream.encode(None):
-                container.mux(packet)
+            writer.write_audio_track(np.stack([samples, samples]) if stereo else samples[None])
     return path
 
 

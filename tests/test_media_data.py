@@ -10,7 +10,9 @@ import torch
 from adamml_core.config import SamplingConfig
 from adamml_core.data import SegmentedVideoDataset, collate_batch, load_selected
 from adamml_core.datasets import VideoRecord
-from adamml_core.media.reader import MediaError, VideoReader
+from adamml_core.media.container import ContainerSource
+from adamml_core.media.errors import MediaError
+from adamml_core.media.source import NO_AUDIO_NOTE, FrameSource
 from adamml_core.plugins import load_plugins
 from media_factory import write_garbage, write_video
 
@@ -94,14 +96,14 @@ def test_a_dataset_without_audio_never_touches_audio(setup, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("audio was decoded for a visual-only dataset")
 
-    monkeypatch.setattr(VideoReader, "audio", refuse)
-    monkeypatch.setattr(VideoReader, "audio_track", refuse)
+    monkeypatch.setattr(FrameSource, "audio", refuse)
+    monkeypatch.setattr(FrameSource, "audio_track", refuse)
     item = make(setup, names=("rgb", "flow"), train=True)[0]
     assert item["valid"] and item["inputs"]["flow"].shape == (2, 8, 10, 32, 32)
 
 
 def test_frames_are_decoded_once_per_segment_for_all_visual_views(setup, monkeypatch):
-    seen: list[VideoReader] = []
+    seen: list[ContainerSource] = []
     original = SegmentedVideoDataset.open
 
     def spy(self, index):
@@ -138,11 +140,11 @@ def test_skip_drops_bad_videos_from_the_batch_and_raise_stops(setup):
 def test_video_without_audio_is_valid_silence_and_counted(setup):
     ds = make(setup, names=("audio",))
     item = ds[1]
-    assert item["valid"] is True and ds.skipped["no_audio"] == 1
+    assert item["valid"] is True and ds.skipped[NO_AUDIO_NOTE] == 1
     spectrogram = item["inputs"]["audio"]
     assert torch.allclose(spectrogram, torch.full_like(spectrogram, spectrogram.flatten()[0]))
     visual = make(setup, names=("rgb",))
-    assert visual[1]["valid"] and visual.skipped["no_audio"] == 0  # only counted when audio was wanted
+    assert visual[1]["valid"] and visual.skipped[NO_AUDIO_NOTE] == 0  # only counted when audio was wanted
 
 
 def test_a_clip_shorter_than_a_segment_loads(setup):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adamml_core.media import memory
-from adamml_core.media.reader import VideoReader
+from adamml_core.media.open import open_media
 from media_factory import write_garbage, write_video
 
 
@@ -23,7 +23,7 @@ def media(tmp_path):
 
 
 def read(path, indices, audio_rate=44_100):  # the factory's own rate
-    with VideoReader(path, decode_short_side=64) as reader:
+    with open_media(path, decode_short_side=64) as reader:
         frames = reader.frames(indices)
         track = reader.audio_track(audio_rate) if reader.has_audio else None
         return frames, track, reader.stats, (reader.fps, reader.num_frames, reader.duration, reader.has_audio)
@@ -34,9 +34,8 @@ def test_preloaded_reader_gives_the_decoded_arrays_without_decoding(media):
     decoded = read(media["av"], indices)
     result = memory.preload([media["av"], media["silent"], media["bad"]], 64)
     assert result["preloaded"] == 2 and result["failed"] == 1 and result["bytes"] > 0
-    with VideoReader(media["av"], decode_short_side=64) as reader:
-        rate = reader.native_audio_rate
-    assert rate is None  # no file was opened: the reader reads memory
+    with open_media(media["av"], decode_short_side=64) as reader:
+        assert isinstance(reader, memory.MemorySource)  # no file was opened: the source reads memory
     preloaded = read(media["av"], indices)
     assert np.array_equal(decoded[0], preloaded[0])
     assert decoded[1] is not None and np.array_equal(decoded[1], preloaded[1])
@@ -49,14 +48,14 @@ def test_preloaded_reader_gives_the_decoded_arrays_without_decoding(media):
 
 
 def test_audio_at_the_native_rate_comes_from_memory_other_rates_decode(media):
-    with VideoReader(media["av"], decode_short_side=64) as reader:
+    with open_media(media["av"], decode_short_side=64) as reader:
         native = reader.native_audio_rate
     expected = {}
     for rate in (native, 16_000):  # each from a fresh reader, as the memory reader opens the file afresh
-        with VideoReader(media["av"], decode_short_side=64) as reader:
+        with open_media(media["av"], decode_short_side=64) as reader:
             expected[rate] = reader.audio_track(rate).copy()
     memory.preload([media["av"]], 64)
-    with VideoReader(media["av"], decode_short_side=64) as reader:
+    with open_media(media["av"], decode_short_side=64) as reader:
         assert np.array_equal(reader.audio_track(native), expected[native])
         assert reader.stats.audio_decodes == 0
         assert np.array_equal(reader.audio_track(16_000), expected[16_000])
@@ -65,11 +64,11 @@ def test_audio_at_the_native_rate_comes_from_memory_other_rates_decode(media):
 
 def test_other_decode_sizes_and_changed_files_are_not_served_from_memory(media):
     memory.preload([media["av"]], 64)
-    with VideoReader(media["av"], decode_short_side=32) as reader:
+    with open_media(media["av"], decode_short_side=32) as reader:
         reader.frames([0])
         assert reader.stats.video_frames_decoded > 0
     write_video(media["av"], num_frames=30)  # rewritten: another size on disk
-    with VideoReader(media["av"], decode_short_side=64) as reader:
+    with open_media(media["av"], decode_short_side=64) as reader:
         assert reader.num_frames == 30
     memory.clear()
     assert memory.lookup(media["av"], 64) is None

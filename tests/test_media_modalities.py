@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from adamml_core.config import SamplingConfig
-from adamml_core.media.audio import SpectrogramSpec, tone_bin
-from adamml_core.media.reader import VideoReader
+from adamml_plugins.audio import SpectrogramSpec, tone_bin
+from adamml_core.media.open import open_media
 from adamml_core.media.sampling import test_segments as centred_segments
 from adamml_core.media.transforms import IMAGENET_MEAN, IMAGENET_STD, SpatialPlan, apply_plan, evaluation_plan, training_plan
 from adamml_core.modality import Segment
@@ -34,7 +34,8 @@ class ConstantFrames:
     """A MediaSource whose frame i is filled with the gray level ``base + step * i``."""
 
     path = Path("constant")
-    fps, num_frames, duration, has_audio = 25.0, 100, 4.0, False
+    fps, num_frames, duration, has_video, has_audio = 25.0, 100, 4.0, True, False
+    decode_short_side, cache = 64, None
 
     def __init__(self, base: int = 100, step: int = 0, size: tuple[int, int] = (64, 80)):
         self.base, self.step, self.size = base, step, size
@@ -74,7 +75,7 @@ def test_paper_shapes_by_default(components):
 
 def test_rgb_loads_normalised_frames_of_the_configured_size(components, video):
     rgb = components.modalities.build("rgb", {"crop_size": 48, "policy_size": 32}, sampling=SMALL)
-    with VideoReader(video, decode_short_side=64) as media:
+    with open_media(video, decode_short_side=64) as media:
         seg = centred_segments(media.num_frames, media.fps, SMALL)[0]
         test = rgb.load(media, seg, train=False)
         assert test.shape == (8, 3, 48, 48) and test.dtype == torch.float32
@@ -116,7 +117,7 @@ def test_a_flip_mirrors_and_negates_horizontal_flow():
 def test_flow_of_a_square_moving_right_points_right(components, video, algorithm):
     sampling = SamplingConfig(frames_per_segment=1, decode_short_side=64)
     flow = components.modalities.build("flow", {"algorithm": algorithm, "threads": 2}, sampling=sampling)
-    with VideoReader(video, decode_short_side=64) as media:
+    with open_media(video, decode_short_side=64) as media:
         stack = flow.flow_stack(media, segment([10], media.num_frames), [10])  # [1, H, W, 10] at decode size
     assert stack.shape == (1, 64, 96, 10) and np.abs(stack).max() <= 1.0
     # The square (side 21) moves 2 px per frame: its left edge is at x = 24..32 over frames 10..15, rows 21..41.
@@ -130,14 +131,14 @@ def test_flow_of_a_square_moving_right_points_right(components, video, algorithm
 def test_flow_segment_shape_and_cache(components, video, tmp_path):
     options = {"algorithm": "dis", "crop_size": 48, "policy_size": 32, "cache_dir": str(tmp_path)}
     flow = components.modalities.build("flow", options, sampling=SMALL)
-    with VideoReader(video, decode_short_side=64) as media:
+    with open_media(video, decode_short_side=64) as media:
         seg = centred_segments(media.num_frames, media.fps, SMALL)[1]
         first = flow.load(media, seg, train=False)
     files = sorted(tmp_path.rglob("*.npy"))
     assert first.shape == (8, 10, 48, 48) and float(first.abs().max()) <= 1.0
     assert len(files) == len({min(i + d, 59) for i in seg.frame_indices for d in range(5)} - {59})
     assert "dis-s64" in str(files[0].parent)
-    with VideoReader(video, decode_short_side=64) as media:
+    with open_media(video, decode_short_side=64) as media:
         assert torch.equal(flow.load(media, seg, train=False), first)  # read back from the cache
     assert flow.load_policy(ConstantFrames(), seg, train=False).shape == (4, 10, 32, 32)
 
@@ -163,7 +164,7 @@ def test_rgbdiff_is_also_a_modality_with_the_same_values(components, video):
     modality = components.modalities.build("rgbdiff", options, sampling=SMALL)
     proxy = components.proxies.build("rgbdiff", options, sampling=SMALL)
     assert modality.segment_shape() == (8, 15, 32, 32) and modality.policy_shape() == proxy.policy_shape()
-    with VideoReader(video, decode_short_side=64) as media:
+    with open_media(video, decode_short_side=64) as media:
         seg = centred_segments(media.num_frames, media.fps, SMALL)[0]
         assert modality.load(media, seg, train=False).shape == (8, 15, 32, 32)
         assert torch.equal(modality.load_policy(media, seg, train=False), proxy.load_policy(media, seg, train=False))
@@ -173,7 +174,7 @@ def test_rgbdiff_is_also_a_modality_with_the_same_values(components, video):
 def test_spectrogram_of_a_pure_tone_peaks_in_its_bin(components, tmp_path, freq):
     path = write_video(tmp_path / "tone.mp4", num_frames=75, tone_hz=freq)
     audio = components.modalities.build("audio", {}, sampling=SamplingConfig())
-    with VideoReader(path) as media:
+    with open_media(path) as media:
         seg = centred_segments(media.num_frames, media.fps, SamplingConfig(test_segments=1))[0]
         spec = audio.load(media, seg, train=False)
         assert media.stats.video_frames_decoded == 0, "audio must not decode frames"

@@ -3,8 +3,8 @@
 A run that visits every video many times (the demo: ~30 passes over a few hundred
 short clips) otherwise decodes the same frames and audio in every pass; seeking to
 five segments costs more than decoding a short clip straight through once. After
-:func:`preload`, a :class:`~adamml_core.media.reader.VideoReader` of a preloaded file
-reads its frames and its audio track from here: the same arrays as decoding
+:func:`preload`, the opener serves a preloaded file with a :class:`MemorySource`
+(the first source it tries), which reads its frames and its audio track from here: the same arrays as decoding
 (frames through the same conversion as ``adamml prepare``, audio through the same
 decoder call), so results do not change, only the time.
 
@@ -21,6 +21,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+from adamml_core.media.cache import VideoCache
+from adamml_core.media.container import ContainerSource
+from adamml_core.media.errors import MediaError
+from adamml_core.media.source import FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +81,8 @@ def stored_bytes() -> int:
 
 def decode_whole(path: str | Path, decode_short_side: int) -> DecodedVideo:
     """Decode every frame and the audio track (at the stream's own rate) of one file; raises MediaError."""
-    from adamml_core.media.reader import VideoReader
-
     path = Path(path)
-    with VideoReader(path, decode_short_side=decode_short_side) as reader:
+    with ContainerSource(path, decode_short_side=decode_short_side) as reader:
         frames: list[np.ndarray] = []
         if reader.has_video:
             for _, frame in reader.iter_frames():
@@ -105,8 +108,6 @@ def preload(paths: Iterable[str | Path], decode_short_side: int, *, max_bytes: i
 
     A file that fails to decode is left out (loading it later reports the error as usual).
     """
-    from adamml_core.media.reader import MediaError
-
     done = failed = 0
     total = stored_bytes()
     for path in paths:
@@ -124,3 +125,37 @@ def preload(paths: Iterable[str | Path], decode_short_side: int, *, max_bytes: i
         if on_video is not None:
             on_video()
     return {"preloaded": done, "failed": failed, "videos": len(_STORE), "bytes": total}
+
+
+class MemorySource(FrameSource):
+    """A preloaded video (see the module docstring); tried first, before any file is touched."""
+
+    priority = 100
+
+    def __init__(self, path: str | Path, entry: DecodedVideo, *, decode_short_side: int, cache: VideoCache | None = None):
+        super().__init__(path, decode_short_side=decode_short_side, cache=cache)
+        self.entry = entry
+        self.fps, self.num_frames, self.duration = entry.fps, entry.num_frames, entry.duration
+        self.has_video, self.has_audio = entry.has_video, entry.has_audio
+        self._decodable = len(entry.frames) if entry.has_video else entry.num_frames
+
+    @classmethod
+    def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "MemorySource | None":
+        entry = lookup(path, decode_short_side)
+        if entry is None:
+            return None
+        cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
+        return cls(path, entry, decode_short_side=decode_short_side, cache=cache)
+
+    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+        return {i: self.entry.frames[i] for i in indices}
+
+    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+        track = self.entry.audio.get(sample_rate)
+        if track is not None:
+            return track
+        # Preloaded at the stream's own rate only: another rate is decoded from the file, as without preloading.
+        with ContainerSource(self.path, decode_short_side=self.decode_short_side) as source:
+            track = source.audio_track(sample_rate)
+            self.stats.audio_decodes += source.stats.audio_decodes
+            return track

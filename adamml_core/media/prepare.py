@@ -1,11 +1,15 @@
-"""Offline extraction: frames, mono audio and (optionally) flow of each video into a cache.
+"""Offline extraction: frames and mono audio of each video, plus what each modality caches, into a cache.
 
-Each video is written into a temporary folder ``<cache_dir>/.tmp-<key>-<pid>``
-and renamed to ``<cache_dir>/<key>`` when complete, so an interrupted run
-leaves no half-written video behind and a rerun skips the finished ones
-(resumable). :class:`~adamml_core.media.reader.VideoReader` with
-``cache_dir=`` then reads the same arrays: frames exactly with PNG, within
-JPEG's error with JPEG (see docs/media.md).
+The core decodes and writes the frames and the audio track; then every given
+modality that declares a :meth:`~adamml_core.modality.Modality.prepare_key`
+(optical flow, a third-party modality, ...) stores its own data through
+:meth:`~adamml_core.modality.Modality.prepare` into its folder of the video's
+cache (layout: :mod:`adamml_core.media.cache`). Each video is written into a
+temporary folder ``<cache_dir>/.tmp-<key>-<pid>`` and renamed to
+``<cache_dir>/<key>`` when complete, so an interrupted run leaves no
+half-written video behind and a rerun skips the finished ones (resumable). The
+opener then serves the video from its cache (the prepared source): frames
+exactly with PNG, within JPEG's error with JPEG (see docs/media.md).
 """
 
 from __future__ import annotations
@@ -14,19 +18,21 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import cv2
 import numpy as np
 
+from adamml_core.atomic import atomic_writer
 from adamml_core.media import cache as media_cache
-from adamml_core.media.flow import FlowCache, compute_flow, param_key, to_gray
-from adamml_core.media.reader import MediaError, VideoReader
+from adamml_core.media.errors import MediaError
+from adamml_core.media.formats import VIDEO_EXTENSIONS
+from adamml_core.media.open import open_media
+from adamml_core.media.source import FrameSource
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 TMP_PREFIX = ".tmp-"
 
 
@@ -36,9 +42,6 @@ class PrepareSettings:
     frame_format: Literal["png", "jpg"] = "png"
     jpeg_quality: int = 95
     audio_rate: int = 24_000
-    flow: bool = False
-    flow_algorithm: str = "tvl1"
-    flow_threads: int = 2
 
 
 @dataclass
@@ -48,8 +51,7 @@ class PrepareResult:
     message: str = ""
     frames: int = 0
     seconds: float = 0.0
-    flow_pairs: int = 0
-    extra: dict = field(default_factory=dict)
+    cached: dict[str, int] = field(default_factory=dict)  # modality name -> items it stored
 
 
 def find_videos(folder: str | Path, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> list[Path]:
@@ -58,16 +60,27 @@ def find_videos(folder: str | Path, extensions: Iterable[str] = VIDEO_EXTENSIONS
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in wanted)
 
 
-def is_prepared(path: str | Path, cache_dir: str | Path, settings: PrepareSettings) -> bool:
+def modality_keys(modalities: Mapping[str, Any] | None) -> dict[str, str]:
+    """``{modality name: prepare key}`` of the modalities that cache something (see Modality.prepare_key)."""
+    keys: dict[str, str] = {}
+    for modality in (modalities or {}).values():
+        key = modality.prepare_key()
+        if key is not None:
+            keys[modality.name] = key
+    return keys
+
+
+def is_prepared(path: str | Path, cache_dir: str | Path, settings: PrepareSettings,
+                modalities: Mapping[str, Any] | None = None) -> bool:
+    """Prepared at these settings, with every given modality's cache at its current key."""
     video_dir = media_cache.prepared_video_dir(cache_dir, path, settings.decode_short_side)
     if video_dir is None:
         return False
     meta = media_cache.read_meta(video_dir) or {}
     if meta.get("frame_format") not in (None, settings.frame_format) and meta.get("has_video"):
         return False
-    if settings.flow and meta.get("has_video"):
-        return param_key(settings.flow_algorithm, settings.decode_short_side) in meta.get("optical_flow", [])
-    return True
+    done = meta.get("modalities", {})
+    return all(done.get(name) == key for name, key in modality_keys(modalities).items())
 
 
 def _write_image(path: Path, rgb: np.ndarray, settings: PrepareSettings) -> None:
@@ -83,51 +96,67 @@ def _write_image(path: Path, rgb: np.ndarray, settings: PrepareSettings) -> None
     path.write_bytes(data.tobytes())
 
 
-def _extract(reader: VideoReader, tmp: Path, settings: PrepareSettings) -> tuple[int, int, list[str]]:
-    """Write frames (and flow) into ``tmp``; returns (frames, flow pairs, flow keys)."""
+def _write_frames(source: FrameSource, tmp: Path, settings: PrepareSettings) -> int:
     frames_dir = tmp / media_cache.FRAMES_DIR
     frames_dir.mkdir(parents=True)
-    count = pairs = 0
-    flow_keys: list[str] = []
-    flow_cache = None
-    pool = futures = None
-    if settings.flow:
-        key = param_key(settings.flow_algorithm, settings.decode_short_side)
-        flow_cache = FlowCache(tmp.parent, tmp.name, settings.flow_algorithm, settings.decode_short_side)
-        flow_keys.append(key)
-        pool = ThreadPoolExecutor(max_workers=max(1, settings.flow_threads))
-        futures = []
-    previous_gray = None
-    try:
-        for index, rgb in reader.iter_frames():
-            _write_image(frames_dir / media_cache.frame_file(index, settings.frame_format), rgb, settings)
-            count += 1
-            if pool is not None:
-                gray = to_gray(rgb)
-                if previous_gray is not None:
-                    futures.append(pool.submit(_flow_job, flow_cache, index - 1, previous_gray, gray, settings))
-                    pairs += 1
-                    if len(futures) > 4 * settings.flow_threads:  # bound the frames held in memory
-                        futures.pop(0).result()
-                previous_gray = gray
-        if futures:
-            for f in futures:
-                f.result()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    return count, pairs, flow_keys
+    count = 0
+    for index, rgb in source.iter_frames():
+        _write_image(frames_dir / media_cache.frame_file(index, settings.frame_format), rgb, settings)
+        count += 1
+    return count
 
 
-def _flow_job(cache: FlowCache, index: int, a: np.ndarray, b: np.ndarray, settings: PrepareSettings) -> None:
-    cache.put(index, compute_flow(a, b, settings.flow_algorithm))
+def _meta(path: Path, source: FrameSource, settings: PrepareSettings, count: int, has_audio: bool,
+          keys: dict[str, str]) -> dict[str, Any]:
+    return {
+        "version": media_cache.CACHE_VERSION,
+        "source": str(path.resolve()),
+        "source_size": path.stat().st_size,
+        "decode_short_side": settings.decode_short_side,
+        "fps": source.fps,
+        "num_frames": source.num_frames,
+        "decoded_frames": count if source.has_video else source.num_frames,
+        "duration": source.duration,
+        "has_video": source.has_video,
+        "has_audio": has_audio,
+        "audio_rate": settings.audio_rate,
+        "frame_format": settings.frame_format,
+        "modalities": keys,
+    }
 
 
-def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSettings) -> PrepareResult:
+def _fill(path: Path, tmp: Path, settings: PrepareSettings, modalities: Mapping[str, Any],
+          sources: Sequence[type] | None) -> tuple[int, dict[str, int]]:
+    """Write one video's frames, audio, modality caches and meta into ``tmp``; returns (frames, cached items).
+
+    The video is read through the opener (no cache_dir: never from an older cache), so whatever a
+    registered source serves (a file, a folder of frames, ...) can be prepared.
+    """
+    keys = modality_keys(modalities)
+    with open_media(path, decode_short_side=settings.decode_short_side, sources=sources) as source:
+        count = _write_frames(source, tmp, settings) if source.has_video else 0
+        track = source.audio_track(settings.audio_rate) if source.has_audio else None
+        if track is not None:
+            np.save(tmp / media_cache.AUDIO_FILE, track, allow_pickle=False)
+        video_cache = media_cache.VideoCache(tmp, settings.decode_short_side)
+        cached = {}
+        for modality in modalities.values():
+            if modality.name in keys:
+                store = video_cache.store(modality.name, keys[modality.name])
+                cached[modality.name] = int(modality.prepare(source, store) or 0)
+        meta = _meta(path, source, settings, count, track is not None, keys)
+    with atomic_writer(tmp / media_cache.META_FILE, "w") as handle:
+        handle.write(json.dumps(meta, indent=1))
+    return count, cached
+
+
+def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSettings,
+                  modalities: Mapping[str, Any] | None = None, sources: Sequence[type] | None = None) -> PrepareResult:
     """Prepare one video (or skip it when already prepared with these settings). Never raises for bad media."""
     path, cache_dir = Path(path), Path(cache_dir)
+    modalities = dict(modalities or {})
     started = time.perf_counter()
-    if is_prepared(path, cache_dir, settings):
+    if is_prepared(path, cache_dir, settings, modalities):
         return PrepareResult(str(path), "skipped", "already prepared")
     key = media_cache.cache_key(path)
     tmp = cache_dir / f"{TMP_PREFIX}{key}-{os.getpid()}"
@@ -135,30 +164,7 @@ def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSett
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        with VideoReader(path, decode_short_side=settings.decode_short_side) as reader:
-            count = pairs = 0
-            flow_keys: list[str] = []
-            if reader.has_video:
-                count, pairs, flow_keys = _extract(reader, tmp, settings)
-            track = reader.audio_track(settings.audio_rate) if reader.has_audio else None
-            if track is not None:
-                np.save(tmp / media_cache.AUDIO_FILE, track, allow_pickle=False)
-            meta = {
-                "version": media_cache.CACHE_VERSION,
-                "source": str(path.resolve()),
-                "source_size": path.stat().st_size,
-                "decode_short_side": settings.decode_short_side,
-                "fps": reader.fps,
-                "num_frames": reader.num_frames,
-                "decoded_frames": count if reader.has_video else reader.num_frames,
-                "duration": reader.duration,
-                "has_video": reader.has_video,
-                "has_audio": track is not None,
-                "audio_rate": settings.audio_rate,
-                "frame_format": settings.frame_format,
-                "optical_flow": flow_keys,
-            }
-        (tmp / media_cache.META_FILE).write_text(json.dumps(meta, indent=1))
+        count, cached = _fill(path, tmp, settings, modalities, sources)
         if final.exists():  # stale (other settings or a changed source): replace it whole
             old = cache_dir / f"{TMP_PREFIX}old-{key}-{os.getpid()}"
             os.replace(final, old)
@@ -170,7 +176,7 @@ def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSett
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PrepareResult(str(path), "done", frames=count, flow_pairs=pairs, seconds=time.perf_counter() - started)
+    return PrepareResult(str(path), "done", frames=count, cached=cached, seconds=time.perf_counter() - started)
 
 
 def remove_leftovers(cache_dir: str | Path) -> int:
@@ -189,10 +195,16 @@ def prepare_videos(
     cache_dir: str | Path,
     settings: PrepareSettings,
     *,
+    modalities: Mapping[str, Any] | None = None,
+    sources: Sequence[type] | None = None,
     workers: int = 1,
     on_result: Callable[[PrepareResult], None] | None = None,
 ) -> list[PrepareResult]:
-    """Prepare many videos, ``workers`` processes at a time; ``on_result`` sees each as it finishes."""
+    """Prepare many videos, ``workers`` processes at a time; ``on_result`` sees each as it finishes.
+
+    ``modalities`` (built modality objects) must be picklable when ``workers > 1``; ``sources``: the
+    media-source chain (:func:`adamml_core.media.open.source_chain`; None: the default chain).
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(cache_dir)
@@ -205,10 +217,10 @@ def prepare_videos(
 
     if workers <= 1:
         for p in paths:
-            report(prepare_video(p, cache_dir, settings))
+            report(prepare_video(p, cache_dir, settings, modalities, sources))
         return results
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        jobs = {pool.submit(prepare_video, p, cache_dir, settings): p for p in paths}
+        jobs = {pool.submit(prepare_video, p, cache_dir, settings, modalities, sources): p for p in paths}
         try:
             for job in as_completed(jobs):
                 report(job.result())

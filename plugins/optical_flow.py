@@ -9,22 +9,24 @@ GIL, so the threads run in parallel.
 Flow values are rounded to float16 whether or not a cache is used, so the
 cached and the freshly computed paths give identical tensors.
 
-Cache: ``<root>/<video key>/flow/<algorithm>-s<decode short side>/<i>.npy`` holds
-the flow from frame i to i+1 (``[H, W, 2]`` float16, unbounded pixels); each
-file is written atomically, so an interrupted run leaves no half file.
+Cache: the flow modality keeps its fields in the video's modality store
+(``<video cache>/modalities/flow/<algorithm>-s<decode short side>/<i>.npy``,
+:class:`adamml_core.media.cache.ModalityStore`): the flow from frame i to i+1
+(``[H, W, 2]`` float16, unbounded pixels), each file written atomically, so an
+interrupted run leaves no half file. :func:`prepare_flows` fills it offline
+(``adamml prepare``); loading fills it too, pair by pair.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable, Iterator, Literal
 
 import cv2
 import numpy as np
 
-from adamml_core.media import cache as media_cache
+from adamml_core.media.cache import ModalityStore
 
 Algorithm = Literal["tvl1", "dis", "farneback"]
 ALGORITHMS: tuple[str, ...] = ("tvl1", "dis", "farneback")
@@ -80,23 +82,9 @@ def param_key(algorithm: str, decode_short_side: int) -> str:
     return f"{algorithm}-s{decode_short_side}"
 
 
-class FlowCache:
-    """Flow files of one video for one parameter set (see the module docstring)."""
-
-    def __init__(self, root: str | Path, video_key: str, algorithm: str, decode_short_side: int):
-        self.folder = Path(root) / video_key / media_cache.FLOW_DIR / param_key(algorithm, decode_short_side)
-
-    def path(self, index: int) -> Path:
-        return self.folder / f"{index:06d}.npy"
-
-    def get(self, index: int) -> np.ndarray | None:
-        try:
-            return np.load(self.path(index), allow_pickle=False)
-        except (OSError, ValueError):
-            return None
-
-    def put(self, index: int, flow: np.ndarray) -> None:
-        media_cache.atomic_save_npy(self.path(index), np.asarray(flow, dtype=FLOW_DTYPE))
+def flow_item(index: int) -> str:
+    """The store item holding the flow from frame ``index`` to ``index + 1``."""
+    return f"{index:06d}"
 
 
 def flows_for_pairs(
@@ -105,7 +93,7 @@ def flows_for_pairs(
     algorithm: str,
     *,
     threads: int = 1,
-    cache: FlowCache | None = None,
+    cache: ModalityStore | None = None,
     last_index: int | None = None,
 ) -> dict[int, np.ndarray]:
     """Flow from frame i to i+1 for each i in ``starts``; ``frames`` maps index -> RGB frame.
@@ -121,7 +109,7 @@ def flows_for_pairs(
             shape = frames[i].shape[:2]
             result[i] = np.zeros((*shape, 2), dtype=FLOW_DTYPE)
             continue
-        cached = cache.get(i) if cache is not None else None
+        cached = cache.get(flow_item(i)) if cache is not None else None
         if cached is not None:
             result[i] = cached
         else:
@@ -133,7 +121,7 @@ def flows_for_pairs(
     def one(i: int) -> tuple[int, np.ndarray]:
         flow = compute_flow(gray[i], gray[i + 1], algorithm)
         if cache is not None:
-            cache.put(i, flow)
+            cache.put(flow_item(i), flow.astype(FLOW_DTYPE))
         return i, flow
 
     if threads > 1 and len(todo) > 1:
@@ -142,6 +130,32 @@ def flows_for_pairs(
     else:
         result.update(map(one, todo))
     return result
+
+
+def prepare_flows(frames: Iterator[tuple[int, np.ndarray]], store: ModalityStore, algorithm: str, *,
+                  threads: int = 2) -> int:
+    """Flow for every consecutive pair of ``frames`` (``(i, rgb)`` in order) into ``store``; returns the pairs.
+
+    One sequential pass; pairs go to a thread pool, at most ``4 * threads`` in
+    flight so that a long video does not pile its frames up in memory.
+    """
+    pairs = 0
+    previous: tuple[int, np.ndarray] | None = None
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        pending = []
+        for index, rgb in frames:
+            gray = to_gray(rgb)
+            if previous is not None:
+                first, before = previous
+                pending.append(pool.submit(lambda i, a, b: store.put(flow_item(i), compute_flow(a, b, algorithm)),
+                                           first, before, gray))
+                pairs += 1
+                if len(pending) > 4 * max(1, threads):
+                    pending.pop(0).result()
+            previous = (index, gray)
+        for job in pending:
+            job.result()
+    return pairs
 
 
 def tvl1_gflops_estimate(height: int, width: int) -> float:

@@ -1,0 +1,250 @@
+"""The container source: decode frames and audio from a video file with PyAV, on demand.
+
+Frame ``i`` is the frame on screen at time ``i / fps`` after the first frame
+(``fps`` = the stream's average rate), so variable-frame-rate files get a
+regular index too. :meth:`ContainerSource.frames` seeks to each run of wanted
+indices and decodes forward from the preceding keyframe: it never decodes the
+whole file for a handful of segments. Decoded frames are kept in the source's
+small frame cache (:class:`~adamml_core.media.source.FrameSource`), so
+modalities that need the same frames (RGB and RGBDiff) decode them once.
+
+Audio is decoded, resampled (``av.AudioResampler``) and averaged to mono for
+the whole track on first use and kept: an audio track costs far less to decode
+than video, and one pass per video is cheaper than a seek per segment.
+
+This is the last source the opener tries (priority 0): it serves any file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+from av.video.reformatter import VideoReformatter
+import numpy as np
+
+from adamml_core.media.audio import decode_audio_track
+from adamml_core.media.cache import VideoCache
+from adamml_core.media.errors import MediaError
+from adamml_core.media.source import FrameSource
+from adamml_core.media.transforms import decode_size
+
+log = logging.getLogger(__name__)
+
+NOMINAL_FPS = 25.0  # frame grid of a file without a video stream (audio only)
+SEEK_GAP_FRAMES = 48  # wanted frames closer than this are reached by decoding forward, not seeking
+INTERPOLATION = "BILINEAR"  # swscale; the same for the online and the prepared path
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise MediaError(path, "file not found")
+    if not path.is_file():
+        raise MediaError(path, "not a regular file")
+    try:
+        return av.open(str(path), "r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise MediaError(path, f"cannot open as media ({type(exc).__name__}: {exc})") from None
+
+
+def _seconds(value, time_base) -> float | None:
+    return float(value * time_base) if value else None
+
+
+class ContainerSource(FrameSource):
+    """An opened video file; see the module docstring."""
+
+    priority = 0
+
+    def __init__(self, path: str | Path, *, decode_short_side: int = 256, cache: VideoCache | None = None,
+                 frame_cache_size: int = 96):
+        super().__init__(path, decode_short_side=decode_short_side, cache=cache, frame_cache_size=frame_cache_size)
+        self._reformatter = VideoReformatter()
+        self._container: av.container.InputContainer | None = _open_container(self.path)
+        c = self._container
+        self._vstream = c.streams.video[0] if c.streams.video else None
+        self._astream = c.streams.audio[0] if c.streams.audio else None
+        if self._vstream is None and self._astream is None:
+            self.close()
+            raise MediaError(self.path, "no video and no audio stream")
+        self.has_video = self._vstream is not None
+        self.has_audio = self._astream is not None
+        self._read_timing(c.duration / av.time_base if c.duration else None)
+
+    @classmethod
+    def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "ContainerSource":
+        cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
+        return cls(path, decode_short_side=decode_short_side, cache=cache)
+
+    def _read_timing(self, container_duration: float | None) -> None:
+        stream = self._vstream if self._vstream is not None else self._astream
+        self._t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        own = _seconds(stream.duration, stream.time_base)
+        self.duration = own or container_duration or 0.0
+        if self._vstream is None:
+            self.fps = NOMINAL_FPS
+            self.num_frames = max(1, int(round(self.duration * self.fps)))
+            return
+        vs = self._vstream
+        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+        self.fps = float(rate) if rate else NOMINAL_FPS
+        self.num_frames = int(vs.frames) if vs.frames else int(round(self.duration * self.fps))
+        if self.num_frames <= 0:
+            self.close()
+            raise MediaError(self.path, "video stream has no frames")
+
+    @property
+    def native_audio_rate(self) -> int | None:
+        """The audio stream's own sample rate (None without audio)."""
+        stream = self._astream
+        return int(stream.rate) if self._container is not None and stream is not None and stream.rate else None
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def convert(self, frame: av.VideoFrame) -> np.ndarray:
+        """A decoded frame as RGB at the decode size (the same call serves ``adamml prepare``)."""
+        width, height = decode_size(frame.width, frame.height, self.decode_short_side)
+        # One reformatter per source: PyAV otherwise builds a new swscale context for every frame (~20x slower).
+        # threads=1: a sliced-threaded swscale context inherited by a forked worker deadlocks when the child
+        # frees it (its threads do not exist there); the output is identical, the parallelism is the workers'.
+        out = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation=INTERPOLATION,
+                                         threads=1)
+        return out.to_ndarray()
+
+    def frame_index(self, frame: av.VideoFrame, previous: int) -> int:
+        if frame.time is None:
+            return previous + 1
+        return int(round((frame.time - self._t0) * self.fps))
+
+    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+        return self._decode_frames(indices)
+
+    def _decode_frames(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        """Decode the sorted ``wanted`` indices: one seek per run of nearby indices."""
+        result: dict[int, np.ndarray] = {}
+        run: list[int] = []
+        for index in wanted:
+            if run and index - run[-1] > SEEK_GAP_FRAMES:
+                result.update(self._decode_run(run))
+                run = []
+            run.append(index)
+        if run:
+            result.update(self._decode_run(run))
+        return result
+
+    def _decode_run(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        first_time = self._t0 + (wanted[0] - 0.5) / self.fps  # half a frame early: never land after it
+        found = self._scan(wanted, seek_to=first_time) if wanted[0] > 0 else None
+        if found is None:  # at the start, or the seek overshot / found nothing: decode from the beginning
+            found = self._scan(wanted, seek_to=None)
+        if found is None:
+            raise MediaError(self.path, "no decodable video frames")
+        return found
+
+    def _scan(self, wanted: list[int], seek_to: float | None) -> dict[int, np.ndarray] | None:
+        """Decode forward; wanted index i gets the last frame whose index is <= i (the one on screen)."""
+        assert self._container is not None and self._vstream is not None
+        vs = self._vstream
+        try:
+            if seek_to is None:
+                self._container.seek(0, stream=vs, backward=True, any_frame=False)
+            else:
+                self._container.seek(int(seek_to / vs.time_base), stream=vs, backward=True, any_frame=False)
+        except av.FFmpegError as exc:
+            if seek_to is not None:
+                return None
+            raise MediaError(self.path, f"cannot seek to the start ({exc})") from None
+        self.stats.video_seeks += 1
+        result: dict[int, np.ndarray] = {}
+        converted: dict[int, np.ndarray] = {}  # frame number -> array, a frame can serve several indices
+        previous: tuple[int, av.VideoFrame] | None = None
+        k, j, last_k = -1, 0, -1
+        error: Exception | None = None
+        try:
+            for frame in self._container.decode(vs):
+                self.stats.video_frames_decoded += 1
+                k = self.frame_index(frame, k)
+                while j < len(wanted) and k > wanted[j]:
+                    if previous is None:
+                        if seek_to is not None:
+                            return None  # landed after the wanted frame
+                        previous = (k, frame)  # the first frame starts late: it stands for the earlier ones
+                    result[wanted[j]] = self._converted(previous, converted)
+                    j += 1
+                if j == len(wanted):
+                    return result
+                previous = (k, frame)
+                last_k = k
+        except av.FFmpegError as exc:  # corrupt data: keep what decoded, clamp the rest
+            error = exc
+        if previous is None:
+            if error is not None and seek_to is None:
+                raise MediaError(self.path, f"video decoding failed ({type(error).__name__}: {error})") from None
+            return None
+        # End of the decodable stream: the remaining indices show the last frame.
+        warned = self._decodable is not None
+        self._decodable = min(self.num_frames, max(last_k + 1, 1))
+        if not warned and (error is not None or last_k + 1 < 0.9 * self.num_frames):
+            log.warning("%s: only %d of %d frames decode (%s); later indices repeat the last one",
+                        self.path, last_k + 1, self.num_frames, error or "stream ends early")
+        while j < len(wanted):
+            result[wanted[j]] = self._converted(previous, converted)
+            j += 1
+        return result
+
+    def iter_frames(self):
+        """Yield ``(i, frame)`` for every index 0..num_frames-1 in one sequential pass (``adamml prepare``).
+
+        The same rule as :meth:`frames`: index i shows the last frame whose index is <= i.
+        """
+        if not self.has_video or self._container is None:
+            raise MediaError(self.path, "no video stream")
+        vs = self._vstream
+        self._container.seek(0, stream=vs, backward=True, any_frame=False)
+        n, nxt, k = self.num_frames, 0, -1
+        previous: av.VideoFrame | None = None
+        last: tuple[av.VideoFrame, np.ndarray] | None = None  # a source frame can fill several indices
+
+        def array(frame: av.VideoFrame) -> np.ndarray:
+            nonlocal last
+            if last is None or last[0] is not frame:
+                last = (frame, self.convert(frame))
+            return last[1]
+
+        try:
+            for frame in self._container.decode(vs):
+                self.stats.video_frames_decoded += 1
+                k = self.frame_index(frame, k)
+                while nxt < n and k > nxt:
+                    yield nxt, array(previous if previous is not None else frame)
+                    nxt += 1
+                previous = frame
+                if nxt >= n:
+                    return
+        except av.FFmpegError as exc:
+            if previous is None:
+                raise MediaError(self.path, f"video decoding failed ({type(exc).__name__}: {exc})") from None
+            log.warning("%s: decoding stopped at frame %d (%s); later indices repeat it", self.path, k, exc)
+        if previous is None:
+            raise MediaError(self.path, "no decodable video frames")
+        while nxt < n:
+            yield nxt, array(previous)
+            nxt += 1
+
+    def _converted(self, item: tuple[int, av.VideoFrame], converted: dict[int, np.ndarray]) -> np.ndarray:
+        k, frame = item
+        if k not in converted:
+            converted[k] = self.convert(frame)
+        return converted[k]
+
+    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+        assert self._container is not None and self._astream is not None
+        self.stats.audio_decodes += 1
+        try:
+            return decode_audio_track(self._container, self._astream, sample_rate, start_time=self._t0)
+        except av.FFmpegError as exc:
+            raise MediaError(self.path, f"audio decoding failed ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,166 @@
+"""What every media source shares: the frame cache, index clamping, audio windows, counters.
+
+A source (a video container, a prepared cache, a preloaded video, a folder of
+JPEG frames in a plugin, ...) subclasses :class:`FrameSource` and implements
+three methods: :meth:`FrameSource._read_frames` (the given sorted indices, as RGB
+uint8 arrays), :meth:`FrameSource._read_audio_track` (the whole mono track at a
+rate, or None) and :meth:`FrameSource.iter_frames` (every index once, in
+order). Everything a modality calls (``frames``, ``audio``, ``cache``, ``stats``,
+``notes``) is implemented here once, so every source behaves the same.
+
+``notes`` counts what a source substituted instead of failing (e.g. silence for
+a file without an audio track); the dataset adds them up without knowing what
+they mean.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Iterator, Sequence
+
+import numpy as np
+
+from adamml_core.media.cache import VideoCache
+from adamml_core.media.errors import MediaError
+
+NO_AUDIO_NOTE = "no audio track: silence"
+
+
+@dataclass
+class DecodeStats:
+    """What a source actually did (tests use it to check that loading is lazy)."""
+
+    video_seeks: int = 0
+    video_frames_decoded: int = 0
+    frames_from_cache_dir: int = 0
+    audio_requests: int = 0
+    audio_decodes: int = 0
+    audio_from_cache_dir: int = 0
+
+
+class FrameSource:
+    """Base of the media sources; see the module docstring.
+
+    Subclasses set ``path``, ``fps``, ``num_frames``, ``duration``, ``has_video``,
+    ``has_audio`` (attributes or properties) before the first read, and a class
+    attribute ``priority``: the opener tries registered sources from the highest
+    priority down, and the first whose :meth:`try_open` returns a source wins.
+    """
+
+    priority: ClassVar[int] = 0
+
+    path: Path
+    fps: float
+    num_frames: int
+    duration: float
+    has_video: bool
+    has_audio: bool
+
+    def __init__(self, path: str | Path, *, decode_short_side: int, cache: VideoCache | None = None,
+                 frame_cache_size: int = 96):
+        self.path = Path(path)
+        self.decode_short_side = int(decode_short_side)
+        self.cache = cache
+        self.stats = DecodeStats()
+        self.notes: Counter[str] = Counter()
+        self._frame_cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._frame_cache_size = frame_cache_size
+        self._audio_tracks: dict[int, np.ndarray | None] = {}
+        self._decodable: int | None = None  # frames that really decode (a truncated file has fewer)
+
+    @classmethod
+    def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "FrameSource | None":
+        """This source for ``path``, or None when it does not serve it (raise MediaError when it should but cannot)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ what subclasses implement
+
+    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+        """RGB uint8 ``[H, W, 3]`` frames for sorted, clamped ``indices``."""
+        raise NotImplementedError
+
+    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+        """The whole mono float32 track at ``sample_rate`` (sample 0 at frame 0's time), None without audio."""
+        return None
+
+    def iter_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(i, frame)`` for every index 0..num_frames-1 in one pass (``adamml prepare``)."""
+        for start in range(0, self.num_frames, 32):
+            indices = list(range(start, min(start + 32, self.num_frames)))
+            yield from zip(indices, self.frames(indices))
+
+    # ------------------------------------------------------------------ frames
+
+    def frames(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 RGB ``[len(indices), H, W, 3]``, shorter side ``decode_short_side``; indices are clamped."""
+        if not self.has_video:
+            raise MediaError(self.path, "no video stream")
+        if len(indices) == 0:
+            raise ValueError("frames() needs at least one index")
+        wanted = [self._clamp(i) for i in indices]
+        missing = sorted(set(i for i in wanted if i not in self._frame_cache))
+        if missing:
+            decoded = self._read_frames(missing)
+            for i in missing:
+                self._remember(i, decoded[i])
+            wanted = [self._clamp(i) for i in wanted]  # a truncated file may have shrunk the range
+        out = []
+        for i in wanted:
+            frame = self._frame_cache.get(i)
+            if frame is None:  # evicted by a long request: fetch again
+                frame = self._read_frames([i])[i]
+            else:
+                self._frame_cache.move_to_end(i)
+            out.append(frame)
+        return np.stack(out)
+
+    def _clamp(self, index: int) -> int:
+        last = (self._decodable if self._decodable is not None else self.num_frames) - 1
+        return min(max(int(index), 0), max(last, 0))
+
+    def _remember(self, index: int, frame: np.ndarray) -> None:
+        self._frame_cache[index] = frame
+        self._frame_cache.move_to_end(index)
+        while len(self._frame_cache) > self._frame_cache_size:
+            self._frame_cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ audio
+
+    def audio(self, start: float, duration: float, sample_rate: int) -> np.ndarray:
+        """float32 mono samples for ``[start, start + duration)`` seconds after frame 0; zeros outside the track."""
+        self.stats.audio_requests += 1
+        count = int(round(duration * sample_rate))
+        out = np.zeros(count, dtype=np.float32)
+        track = self.audio_track(sample_rate)
+        if track is None:
+            self.notes[NO_AUDIO_NOTE] = 1  # once per video: the dataset counts videos, not windows
+            return out
+        if count == 0:
+            return out
+        first = int(round(start * sample_rate))
+        lo, hi = max(first, 0), min(first + count, len(track))
+        if hi > lo:
+            out[lo - first : hi - first] = track[lo:hi]
+        return out
+
+    def audio_track(self, sample_rate: int) -> np.ndarray | None:
+        """The whole mono track at ``sample_rate`` (sample 0 at frame 0's time), or None without audio."""
+        if sample_rate not in self._audio_tracks:
+            self._audio_tracks[sample_rate] = self._read_audio_track(sample_rate) if self.has_audio else None
+        return self._audio_tracks[sample_rate]
+
+    # ------------------------------------------------------------------ life cycle
+
+    def close(self) -> None:
+        """Release what the source holds open (files, decoders). Default: nothing."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, frames={self.num_frames}, fps={self.fps:.3f})"
