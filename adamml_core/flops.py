@@ -3,12 +3,14 @@
 ``torch.utils.flop_counter`` counts a multiply-add as 2 FLOPs; the AdaMML paper
 and fvcore count it as 1. Everything here is divided by 2 and labelled GFLOPs
 (= GMACs). Only matrix products and convolutions are counted (as fvcore does by
-default for these networks): BatchNorm, activations, pooling and the element-wise
-fusion are not. At the paper's sizes this reproduces its per-video figures
+default for these networks): BatchNorm, activations, pooling and element-wise
+sums are not. At the paper's sizes this reproduces its per-video figures
 (ResNet-50 TSN at 8x224x224: 14.136 GFLOPs per segment, 141.36 per video at C=10).
 
-Per video: ``policy x C + sum_k cost_k x (segments where k is selected)``. The
-policy runs on every segment; a recognition network only where it is selected.
+Per video: ``policy x C + sum_k cost_k x (segments where k is selected) + fusion x C``
+(see :mod:`adamml_core.cost_model`). The policy runs on every segment; a recognition
+network only where it is selected. The fusion module is counted like the networks (the
+built-in ``weighted`` fusion is M x K multiply-adds per segment, ``average``/``max`` none).
 Work outside the networks (e.g. computing optical flow) is reported beside these
 numbers by the modalities (``preprocessing_gflops``), never added silently.
 """
@@ -20,6 +22,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from adamml_core.models.fusion_contract import example_inputs, joint_connections_gmacs
 
 UNIT = "GFLOPs (1 multiply-add = 1 FLOP, as in the paper and fvcore)"
 
@@ -59,7 +63,8 @@ def cost_report(system: Any, modalities: Mapping[str, Any], policy_views: Mappin
     """Per-segment cost of every component and per-video totals for ``segments`` segments.
 
     ``system`` is an :class:`~adamml_core.models.system.AdaMML`; shapes come from
-    ``modalities[m].segment_shape()`` and ``policy_views[m].policy_shape()``.
+    ``modalities[m].segment_shape()`` and ``policy_views[m].policy_shape()``. Read it
+    through :class:`adamml_core.cost_model.CostModel` rather than by hand.
     """
     policy = system.policy
     branches = {
@@ -73,7 +78,10 @@ def cost_report(system: Any, modalities: Mapping[str, Any], policy_views: Mappin
     }
     preprocessing = {m: float(getattr(modalities[m], "preprocessing_gflops", lambda: 0.0)()) for m in system.modalities}
     policy_segment = sum(branches.values()) + head
-    report = {
+    # lateral connections run inside the joint recognition pass: counted as the fusion's
+    shapes = {m: tuple(modalities[m].segment_shape()) for m in system.modalities}
+    fusion = _fusion_gmacs(system) + joint_connections_gmacs(system, shapes, count_flops)
+    return {
         "unit": UNIT,
         "segments": segments,
         "per_segment": {
@@ -81,57 +89,35 @@ def cost_report(system: Any, modalities: Mapping[str, Any], policy_views: Mappin
             "policy_head": head,
             "policy_total": policy_segment,
             "recognition": recognition,
+            "fusion": fusion,
             "preprocessing_not_counted": preprocessing,
         },
         "per_video": {
             "policy": policy_segment * segments,
             "recognition_every_segment": {m: g * segments for m, g in recognition.items()},
-            "all_modalities": sum(recognition.values()) * segments,
+            "fusion": fusion * segments,
+            # = CostModel.all_modalities(): every modality on every segment, fused
+            "all_modalities": sum(recognition.values()) * segments + fusion * segments,
         },
         "inputs": {
             "policy": {m: list(policy_views[m].policy_shape()) for m in system.modalities},
             "recognition": {m: list(modalities[m].segment_shape()) for m in system.modalities},
         },
     }
-    return report
 
 
-def video_gflops(report: Mapping[str, Any], selected_segments: Mapping[str, float]) -> float:
-    """Per-video GFLOPs for a number of selected segments per modality (may be an average)."""
-    per_segment = report["per_segment"]["recognition"]
-    unknown = sorted(set(selected_segments) - set(per_segment))
-    if unknown:
-        raise KeyError(f"no recognition cost for {unknown}; known: {sorted(per_segment)}")
-    return report["per_video"]["policy"] + sum(per_segment[m] * n for m, n in selected_segments.items())
-
-
-def at_selection_ratio(report: Mapping[str, Any], ratio: float | Mapping[str, float]) -> dict[str, Any]:
-    """Per-video GFLOPs of AdaMML when each modality is used on ``ratio`` of the segments."""
-    names = list(report["per_segment"]["recognition"])
-    ratios = {m: float(ratio) for m in names} if not isinstance(ratio, Mapping) else {m: float(ratio[m]) for m in names}
-    segments = report["segments"]
-    total = video_gflops(report, {m: r * segments for m, r in ratios.items()})
-    baseline = report["per_video"]["all_modalities"]
-    return {
-        "selection_ratio": ratios,
-        "adamml": total,
-        "all_modalities": baseline,
-        "saving": 1.0 - total / baseline if baseline else 0.0,
-    }
-
-
-def decisions_gflops(report: Mapping[str, Any], decisions: torch.Tensor, modalities: list[str]) -> torch.Tensor:
-    """Per-video GFLOPs ``[B]`` actually spent for ``decisions [B, C, M]`` (policy on every segment)."""
-    costs = torch.tensor([report["per_segment"]["recognition"][m] for m in modalities], dtype=torch.float64)
-    used = decisions.detach().to("cpu", torch.float64).sum(dim=1)  # [B, M]
-    per_segment_policy = report["per_segment"]["policy_total"]
-    return per_segment_policy * decisions.shape[1] + used @ costs
+def _fusion_gmacs(system: Any) -> float:
+    """The fusion module on one segment, every modality selected (its inputs: see ``fusion_contract.example_inputs``)."""
+    device = _device(system.fusion) if any(True for _ in system.fusion.parameters()) else _device(system.policy)
+    args = example_inputs(system.fusion, list(system.modalities), int(system.num_classes),
+                          getattr(system, "feature_dims", {}), device=device)
+    return count_gmacs(system.fusion, args)
 
 
 def config_cost_report(
-    cfg: Any, num_classes: int, components: Any | None = None, *, segments: int | None = None, device: str = "meta"
+    cfg: Any, num_classes: int, components: Any, *, segments: int | None = None, device: str = "meta"
 ) -> dict[str, Any]:
-    """Build the system a config describes and count it (``segments`` default: the test segments).
+    """Build the system a (resolved) config describes and count it (``segments`` default: the test segments).
 
     On the ``meta`` device (default) the networks have shapes but no storage, so
     counting a paper-sized system takes seconds and no memory; the count is the
@@ -139,11 +125,7 @@ def config_cost_report(
     """
     from adamml_core.models.build import build_modalities, build_policy_views, build_system, resolved
 
-    if components is None:
-        from adamml_core.plugins import components as default_components
-
-        components = default_components()
-    cfg = resolved(cfg, components)
+    cfg = resolved(cfg, components)  # a no-op for a resolved config
     modalities = build_modalities(cfg, components)
     views = build_policy_views(cfg, modalities, components)
     with torch.device(device):

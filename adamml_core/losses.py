@@ -72,7 +72,3 @@ def adamml_loss(
     }
     return ce + efficiency, parts
 
-
-def efficiency_weights(cfg, modalities: list[str]) -> torch.Tensor:
-    """lambda_k in the order of ``modalities`` from ``cfg.loss`` (a modality left out gets 1.0)."""
-    return torch.tensor([cfg.efficiency_weight(m) for m in modalities], dtype=torch.float32)

@@ -2,7 +2,9 @@
 the weighted-fusion baseline and AdaMML, and compare them in one table (about 11 minutes on 2 CPU cores).
 
 The demo config lives here (not in configs/) so that a fresh install needs no file:
-``adamml demo --show-config`` prints it as YAML, ready for ``adamml train``.
+``adamml demo --show-config`` prints it as YAML, ready for ``adamml train``. It is
+configs/synthetic/rgb_audio.yaml (``--quick``: rgb_audio_quick.yaml) apart from name and
+output_dir; tests/test_engine_demo.py keeps them the same.
 """
 
 from __future__ import annotations
@@ -87,7 +89,10 @@ def demo_config(output: Path, *, seed: int = 0, data_root: Path | None = None, q
     if data_root is not None:
         data["dataset"]["options"]["root"] = str(data_root)
     apply_overrides(data, (QUICK_OVERRIDES if quick else []) + list(overrides or []))
-    return resolve_config(validate_config(data))
+    from adamml_cli.session import components_for
+
+    cfg = validate_config(data)
+    return resolve_config(cfg, components_for(cfg))
 
 
 def register(app: typer.Typer) -> None:
@@ -124,13 +129,14 @@ def demo(
 
 
 def run_demo(cfg, *, progress: bool = True, say=lambda message: None) -> dict[str, Any]:
+    from adamml_cli.session import components_for
     from adamml_core.engine.checkpoint import load_checkpoint
     from adamml_core.engine.trainer import Trainer
     from adamml_core.media.memory import clear as forget_preloaded, preload
 
     started = time.perf_counter()
     say(f"synthetic dataset: {cfg.dataset.options}")
-    trainer = Trainer(cfg, progress=progress, log=say)
+    trainer = Trainer(cfg, components=components_for(cfg), progress=progress, log=say)
     # Every pass visits every video again: decode each clip once (~1.8 GB for the demo) instead of
     # ~30 times; the readers then give the very same arrays (adamml_core/media/memory.py).
     records = [r for split in ("train", "val") for r in trainer.exp.records[split]]
@@ -146,12 +152,9 @@ def run_demo(cfg, *, progress: bool = True, say=lambda message: None) -> dict[st
         # fine-tuned behind a policy does worse when run on everything)
         baseline = trainer.exp.build_system().to(trainer.ctx.device)
         baseline.load_state_dict(load_checkpoint(trainer.run.checkpoint("fusion"))["model"])
-        system, trainer.system = trainer.system, baseline
-        try:
-            fusion = trainer.evaluate("all")
-            unimodal = [trainer.evaluate(f"unimodal:{m}") for m in cfg.modalities]
-        finally:
-            trainer.system = system
+        val = trainer.exp.records["val"]
+        fusion = trainer.evaluator.evaluate(baseline, val, mode="all")
+        unimodal = [trainer.evaluator.evaluate(baseline, val, mode=f"unimodal:{m}") for m in cfg.modalities]
     finally:
         forget_preloaded()  # the memory goes back when the demo is done (it may run inside a longer process)
     finished = time.perf_counter()

@@ -54,9 +54,12 @@ def evaluate_command(
 
 
 def from_checkpoint_cli(checkpoint: Path, split: str, device):
-    from adamml_core.engine.experiment import from_checkpoint
+    """The checkpoint's config is read first, so that its ``plugins.block`` applies to the plugins loaded."""
+    from adamml_cli.session import components_for
+    from adamml_core.engine.experiment import checkpoint_config, from_checkpoint
 
-    return from_checkpoint(checkpoint, splits=(split,), device=device)
+    state, cfg = checkpoint_config(checkpoint)
+    return from_checkpoint(checkpoint, components=components_for(cfg), splits=(split,), device=device, state=state)
 
 
 def evaluation_table(title: str, results: list[dict], metric: str):

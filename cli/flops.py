@@ -44,20 +44,18 @@ def flops(
 ) -> None:
     """Per-segment GFLOPs of the policy and every recognition network, and per-video totals
     for all modalities on every segment versus AdaMML at a selection ratio (1 multiply-add = 1 FLOP)."""
-    from adamml_core.config import load_config
-    from adamml_core.flops import at_selection_ratio, config_cost_report
-    from adamml_core.models.build import resolved
-    from adamml_core.plugins import components as default_components
-    from adamml_core.plugins import load_plugins
+    from adamml_cli.session import load_config_and_components
+    from adamml_core.config import resolve_config
+    from adamml_core.cost_model import CostModel
+    from adamml_core.flops import config_cost_report
 
     with user_errors():
-        cfg = load_config(config, overrides)
-        components = load_plugins(block=cfg.plugins.block).components if cfg.plugins.block else default_components()
-        cfg = resolved(cfg, components)
+        cfg, components = load_config_and_components(config, overrides)
+        cfg = resolve_config(cfg, components)
         classes = _num_classes(cfg, components, num_classes)
         report = config_cost_report(cfg, classes, components, segments=segments)
     report["config"] = str(config)
-    report["at_selection_ratio"] = at_selection_ratio(report, selection_ratio)
+    report["at_selection_ratio"] = CostModel.from_report(report).at_rates(selection_ratio)
     if json_output:
         emit_json(report)
         return
@@ -74,6 +72,7 @@ def flops(
     for m, g in seg["recognition"].items():
         shape = "x".join(map(str, report["inputs"]["recognition"][m]))
         rows.append([f"recognition: {m}", names["recognition"][m]["name"], shape, _fmt(g), _fmt(g * c)])
+    rows.append([f"fusion: {names['fusion']}", "", "", _fmt(seg["fusion"]), _fmt(seg["fusion"] * c)])
     console.print(table(f"{cfg.name}: GFLOPs (1 multiply-add = 1 FLOP), {c} segments, {classes} classes",
                         ["component", "network", "input", "per segment", f"per video (x{c})"], rows))
     totals = report["at_selection_ratio"]

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 def train(
     config: Path = typer.Argument(..., help="experiment config (.yaml/.yml/.toml)"),
     overrides: list[str] = typer.Argument(None, help="key.path=value overrides, e.g. train.batch_size=8"),
-    stage: list[str] = typer.Option(None, "--stage", help="run only this stage (repeatable): unimodal, policy_pretrain, fusion, warmup, alternating, finetune"),
+    stage: list[str] = typer.Option(None, "--stage", help="run only this stage (repeatable): any registered stage (built-in: unimodal, policy_pretrain, fusion, warmup, alternating, finetune; see `adamml plugins`)"),
     resume: str = typer.Option(None, "--resume", help="continue from a checkpoint, a run folder, or 'auto' (the run folder's last.pt if any)"),
     init: Path = typer.Option(None, "--init", help="start from the model weights of this checkpoint (e.g. an earlier run's unimodal.pt)"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder (default: the config's output_dir)"),
@@ -46,26 +46,21 @@ def train(
     Writes the run folder: config.yaml, metrics.jsonl (one JSON per logged step, epoch and
     evaluation) and checkpoints/ (last.pt, best.pt, one per finished stage).
     """
-    from adamml_cli.config import load_resolved
-    from typing import get_args
-
-    from adamml_core.config import ConfigError, Stage
+    from adamml_cli.config import load_resolved_with_components
+    from adamml_core.engine.recipe import check_recipe
     from adamml_core.engine.run_dir import resolve_resume
     from adamml_core.engine.trainer import Trainer
 
     with user_errors(), engine_errors():
-        cfg = load_resolved(config, overrides)
+        cfg, components = load_resolved_with_components(config, overrides)
         if stage:
-            known = list(get_args(Stage))
-            unknown = [s for s in stage if s not in known]
-            if unknown:
-                raise ConfigError(f"--stage: unknown stage(s) {unknown}; known: {', '.join(known)}")
             cfg.train.stages = list(stage)
+            check_recipe(cfg, components)  # --stage names are checked like train.stages
         if output is not None:
             cfg.output_dir = output
         resume_path = resolve_resume(resume, cfg.output_dir)
         say = (lambda message: err_console.print(f"[dim]{message}[/]")) if not json_output else (lambda message: None)
-        trainer = Trainer(cfg, resume=resume_path, progress=progress and not json_output, log=say)
+        trainer = Trainer(cfg, components=components, resume=resume_path, progress=progress and not json_output, log=say)
         if init is not None and resume_path is None:
             trainer.load_weights(init)
         summary = trainer.fit()

@@ -45,9 +45,22 @@ TINY: dict[str, Any] = {
 }
 
 
-def tiny_config(data_root: Path, output_dir: Path, overrides: list[str] = ()) -> ExperimentConfig:
+_BUILTIN: dict = {}
+
+
+def builtin_components(block: tuple[str, ...] = ()):
+    """The registries of the installed plugins (less ``block``), loaded once per test process."""
+    if block not in _BUILTIN:
+        from adamml_core.plugins import load_plugins
+
+        _BUILTIN[block] = load_plugins(block=block).components
+    return _BUILTIN[block]
+
+
+def tiny_config(data_root: Path, output_dir: Path, overrides: list[str] = (), components=None) -> ExperimentConfig:
     data = copy.deepcopy(TINY)
     data["dataset"]["options"]["root"] = str(data_root)
     data["output_dir"] = str(output_dir)
     apply_overrides(data, list(overrides))
-    return resolve_config(validate_config(data))
+    cfg = validate_config(data)
+    return resolve_config(cfg, components or builtin_components(tuple(cfg.plugins.block)))

@@ -10,16 +10,16 @@ from pathlib import Path
 import torch
 
 from adamml_core.engine.experiment import build_experiment
-from engine_configs import tiny_config
+from engine_configs import builtin_components, tiny_config
 
 SCRIPT = """
 import os, sys, torch
 sys.path.insert(0, {tests!r})
-from engine_configs import tiny_config
+from engine_configs import builtin_components, tiny_config
 from adamml_core.engine.trainer import Trainer
 
 cfg = tiny_config({root!r}, {out!r}, {overrides!r})
-trainer = Trainer(cfg)
+trainer = Trainer(cfg, components=builtin_components())
 assert trainer.ctx.world_size == 2 and trainer.loader_spec.batch_size == 2
 initial = {{k: v.detach().clone() for k, v in trainer.system.state_dict().items()}}
 trainer.fit()
@@ -34,7 +34,7 @@ OVERRIDES = ["train.stages=[unimodal,alternating]", "train.alternating.policy_pa
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):
     root, out = tmp_path / "data", tmp_path / "run"
     out.mkdir()
-    build_experiment(tiny_config(root, out, OVERRIDES))  # generate the videos before the ranks start
+    build_experiment(tiny_config(root, out, OVERRIDES), components=builtin_components())  # generate the videos before the ranks start
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), root=str(root), out=str(out), overrides=OVERRIDES))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -13,7 +13,7 @@ from adamml_core.engine.evaluate import evaluate
 from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
-from engine_configs import tiny_config
+from engine_configs import builtin_components, tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def _keep_torch_threads():
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     cfg = tiny_config(root, root / "unused")
-    build_experiment(cfg)  # generates the videos once for the module
+    build_experiment(cfg, components=builtin_components())  # generates the videos once for the module
     return root
 
 
@@ -42,7 +42,7 @@ RESUME = ["train.stages=[unimodal,policy_pretrain,alternating,finetune]", "train
 
 def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(data_root, tmp_path):
     cfg = tiny_config(data_root, tmp_path / "straight", RESUME)
-    straight = Trainer(cfg)
+    straight = Trainer(cfg, components=builtin_components())
     straight.fit()
     expected = _weights(straight)
 
@@ -50,14 +50,16 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(data_root, tmp_
     # alternating 2 (recognition) + 1 + 1 (policy passes), finetune 2
     cfg = tiny_config(data_root, tmp_path / "killed", RESUME)
     with pytest.raises(TrainingHalted):
-        Trainer(cfg, halt_after_steps=7).fit()  # mid-epoch: after the first step of the alternating recognition pass
+        Trainer(cfg, components=builtin_components(), halt_after_steps=7).fit()  # mid-epoch: after the first step of the alternating recognition pass
     last = tmp_path / "killed" / "checkpoints" / "last.pt"
     saved = torch.load(last, weights_only=True)
     assert saved["stage"] == "alternating"
     assert saved["position"]["global_step"] == 7 and saved["position"]["step"] == 1
     assert saved["aux"]  # the policy branches' temporary classifiers travel too
-    assert set(saved["rng"]) >= {"python", "numpy", "torch"} and "dataset_epoch" in saved
-    resumed = Trainer(cfg, resume=last)
+    assert set(saved["rng"]) >= {"python", "numpy", "torch"} and saved["format"] == 2
+    assert saved["components"]["stages"]["alternating"]["plugin"] == "recipe"
+    assert saved["components"]["loss_terms"] == {"efficiency": saved["components"]["stages"]["alternating"]}
+    resumed = Trainer(cfg, components=builtin_components(), resume=last)
     resumed.fit()
     got = _weights(resumed)
     assert got.keys() == expected.keys()
@@ -79,7 +81,7 @@ def test_adaptive_evaluation_decodes_only_the_selected_items(data_root, tmp_path
     from adamml_core.engine.evaluate import segment_costs
 
     cfg = tiny_config(data_root, tmp_path / "run")
-    exp = build_experiment(cfg)
+    exp = build_experiment(cfg, components=builtin_components())
     torch.manual_seed(0)
     system = exp.build_system()
     calls = {m: 0 for m in exp.modalities}
@@ -98,7 +100,7 @@ def test_adaptive_evaluation_decodes_only_the_selected_items(data_root, tmp_path
     sparse = evaluate(system, exp, exp.records["val"], mode="adaptive", threshold=1.0, batch_size=3)
     assert sum(calls.values()) == videos
     assert calls == {m: round(sparse["selection"][m] * videos * segments) for m in exp.modalities}
-    expected = sum(calls[m] * costs["recognition"][m] for m in calls) / videos + segments * costs["policy"]
+    expected = sum(calls[m] * costs.recognition[m] for m in calls) / videos + segments * (costs.policy + costs.fusion)
     assert sparse["gflops_per_video"] == pytest.approx(expected)
     assert "selection_quality" in sparse and sparse["videos"] == videos
 
@@ -107,8 +109,9 @@ def test_adaptive_evaluation_decodes_only_the_selected_items(data_root, tmp_path
     assert calls == {m: videos * segments for m in exp.modalities}
     full = evaluate(system, exp, exp.records["val"], mode="all", batch_size=3)
     assert full["selection"] == {"rgb": 1.0, "audio": 1.0}
-    assert full["gflops_per_video"] == pytest.approx(segments * sum(costs["recognition"].values()))
-    assert dense["gflops_per_video"] == pytest.approx(full["gflops_per_video"] + segments * costs["policy"])
+    assert full["gflops_per_video"] == pytest.approx(segments * (sum(costs.recognition.values()) + costs.fusion))
+    assert costs.fusion > 0  # the weighted fusion is counted: M x K multiply-adds per segment
+    assert dense["gflops_per_video"] == pytest.approx(full["gflops_per_video"] + segments * costs.policy)
     assert dense["top1"] == full["top1"] and dense["mAP"] == pytest.approx(full["mAP"])
 
 

@@ -11,6 +11,7 @@ import torch
 
 from adamml_core.config import OptimizerConfig
 from adamml_core.engine.checkpoint import (
+    FORMAT_VERSION,
     CheckpointError,
     atomic_torch_save,
     capture_rng_state,
@@ -18,6 +19,7 @@ from adamml_core.engine.checkpoint import (
     restore_rng_state,
 )
 from adamml_core.engine.loaders import ResumableBatchSampler, split_holdout
+from adamml_core.cost_model import CostModel
 from adamml_core.engine.metrics import SelectionMeter, classification_scores
 from adamml_core.engine.optim import Optimization
 from adamml_core.engine.run_dir import RunDirectory, read_metrics, resolve_resume
@@ -58,7 +60,7 @@ def test_checkpoint_is_plain_data_and_rng_round_trips(tmp_path):
     state = capture_rng_state()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     path = tmp_path / "c.pt"
-    atomic_torch_save({"config": {"a": 1}, "model": {"w": torch.ones(2)}, "rng": state}, path)
+    atomic_torch_save({"format": FORMAT_VERSION, "config": {"a": 1}, "model": {"w": torch.ones(2)}, "rng": state}, path)
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
     loaded = load_checkpoint(path)  # weights_only=True inside
     restore_rng_state(loaded["rng"])
@@ -72,6 +74,24 @@ def test_bad_checkpoint_names_the_file(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
+    old = tmp_path / "old.pt"
+    atomic_torch_save({"format": 1, "config": {}, "model": {}}, old)
+    with pytest.raises(CheckpointError, match=r"old.pt: checkpoint format 1, but this adamml reads format 2"):
+        load_checkpoint(old)
+
+
+def test_missing_component_names_the_distribution_to_install(tmp_path):
+    from types import SimpleNamespace
+
+    from adamml_core.engine.checkpoint import check_components
+    from adamml_core.registry import Registry
+
+    components = SimpleNamespace(datasets=Registry("dataset"))
+    state = {"components": {"datasets": {"clip_list": {"plugin": "grayscale", "distribution": "adamml-grayscale 0.1.0"}}}}
+    with pytest.raises(CheckpointError) as caught:
+        check_components(state, components, "run/best.pt")
+    message = str(caught.value)
+    assert "dataset 'clip_list'" in message and "install adamml-grayscale" in message and "Did you mean" not in message
 
 
 def test_batch_order_is_a_function_of_seed_and_epoch_and_resumes():
@@ -123,8 +143,14 @@ def test_selection_meter_counts_gflops_of_selected_items():
     d[1, :2, 1] = 1  # video 1: b on two segments
     meter.update(d)
     assert meter.ratios() == {"a": pytest.approx(0.5), "b": pytest.approx(0.25)}
-    # (4 a-items x 2.0 + 2 b-items x 1.0 + 8 segments x 0.1 policy) / 2 videos
-    assert meter.gflops_per_video({"a": 2.0, "b": 1.0}, 0.1) == pytest.approx((8 + 2 + 0.8) / 2)
+    costs = CostModel(("a", "b"), 4, {"a": 2.0, "b": 1.0}, policy=0.1, fusion=0.01)
+    # (4 a-items x 2.0 + 2 b-items x 1.0 + 8 segments x 0.1 policy + 8 fused segments x 0.01) / 2 videos
+    assert meter.gflops_per_video(costs, policy=True, fusion=True) == pytest.approx((8 + 2 + 0.8 + 0.08) / 2)
+    assert meter.gflops_per_video(costs, policy=False, fusion=False) == pytest.approx((8 + 2) / 2)
+    # the same cost model prices decisions one video at a time
+    assert costs.per_video(d).tolist() == pytest.approx([8 + 0.44, 2 + 0.44])
+    assert costs.at_rates({"a": 0.5, "b": 0.25})["adamml"] == pytest.approx((8 + 2 + 0.8 + 0.08) / 2)
+    assert costs.all_modalities() == pytest.approx(4 * 3.0 + 0.04)
 
 
 def test_run_directory_writes_plottable_jsonl(tmp_path):
@@ -136,7 +162,7 @@ def test_run_directory_writes_plottable_jsonl(tmp_path):
     assert [r["event"] for r in rows] == ["step", "epoch"] and rows[0]["bad"] is None
     json.dumps(rows)
     assert resolve_resume("auto", tmp_path / "run") is None
-    run.save("last", {"config": {}, "model": {}})
+    run.save("last", {"format": FORMAT_VERSION, "config": {}, "model": {}})
     assert resolve_resume("auto", tmp_path / "run") == run.checkpoint("last")
     assert resolve_resume(str(tmp_path / "run"), tmp_path / "x") == run.checkpoint("last")
     with pytest.raises(FileNotFoundError):

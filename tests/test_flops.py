@@ -9,14 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from adamml_core.flops import (
-    at_selection_ratio,
-    config_cost_report,
-    count_flops,
-    count_gmacs,
-    decisions_gflops,
-    video_gflops,
-)
+from adamml_core.cost_model import CostModel
+from adamml_core.flops import config_cost_report, count_flops, count_gmacs
 from adamml_core.models.build import build_modalities, build_policy_views, build_system
 from adamml_plugins.backbones import MobileNetV2Options, ResNetTSNOptions, build_mobilenet_v2, build_resnet_tsn
 from tiny_models import NUM_CLASSES, tiny_components, tiny_config
@@ -75,7 +69,8 @@ def test_meta_device_counts_the_same_as_real_weights(components):
     real = config_cost_report(cfg, NUM_CLASSES, components, device="cpu")
     assert meta["per_segment"] == real["per_segment"] and meta["per_video"] == real["per_video"]
     assert meta["per_segment"]["preprocessing_not_counted"]["tinymotion"] == 0.5  # reported, not added
-    assert meta["per_video"]["all_modalities"] == pytest.approx(sum(meta["per_segment"]["recognition"].values()) * 3)
+    seg = meta["per_segment"]
+    assert meta["per_video"]["all_modalities"] == pytest.approx((sum(seg["recognition"].values()) + seg["fusion"]) * 3)
 
 
 def test_per_video_totals(components):
@@ -83,12 +78,15 @@ def test_per_video_totals(components):
     report = config_cost_report(cfg, NUM_CLASSES, components, segments=10)
     seg = report["per_segment"]
     assert seg["policy_total"] == pytest.approx(sum(seg["policy_branches"].values()) + seg["policy_head"])
-    full = at_selection_ratio(report, 1.0)
+    assert seg["fusion"] * 1e9 == pytest.approx(3 * NUM_CLASSES)  # weighted fusion: M x K multiply-adds per segment
+    costs = CostModel.from_report(report)
+    full = costs.at_rates(1.0)
     assert full["adamml"] == pytest.approx(report["per_video"]["policy"] + report["per_video"]["all_modalities"])
-    half = at_selection_ratio(report, {"tinyframes": 0.5, "tinymotion": 0.0, "tinysound": 1.0})
-    expected = seg["policy_total"] * 10 + seg["recognition"]["tinyframes"] * 5 + seg["recognition"]["tinysound"] * 10
+    half = costs.at_rates({"tinyframes": 0.5, "tinymotion": 0.0, "tinysound": 1.0})
+    expected = (seg["policy_total"] + seg["fusion"]) * 10 + seg["recognition"]["tinyframes"] * 5 \
+        + seg["recognition"]["tinysound"] * 10
     assert half["adamml"] == pytest.approx(expected)
-    assert video_gflops(report, {"tinysound": 2}) == pytest.approx(seg["policy_total"] * 10 + 2 * seg["recognition"]["tinysound"])
+    assert report["per_video"]["all_modalities"] == pytest.approx((sum(seg["recognition"].values()) + seg["fusion"]) * 10)
 
 
 def test_skipped_items_cost_nothing(components):
@@ -113,8 +111,8 @@ def test_skipped_items_cost_nothing(components):
     assert saved == sum(int(skipped[mi]) * per_item[m] for mi, m in enumerate(system.modalities))
     assert saved > 0
     report = config_cost_report(cfg, NUM_CLASSES, components)
-    per_video = decisions_gflops(report, some, system.modalities)
-    assert per_video[0] == pytest.approx(report["per_video"]["policy"] + sum(
+    per_video = CostModel.from_report(report).per_video(some)
+    assert per_video[0] == pytest.approx(report["per_video"]["policy"] + report["per_video"]["fusion"] + sum(
         report["per_segment"]["recognition"][m] * (3 if m != "tinymotion" else 0) for m in system.modalities))
 
 

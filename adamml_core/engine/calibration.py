@@ -73,3 +73,10 @@ def threshold_decisions(system: torch.nn.Module, probs: torch.Tensor, thresholds
             flat[rows, best[rows]] = 1.0
             decisions = flat.view_as(decisions)
     return decisions
+
+
+def calibrate(system: torch.nn.Module, exp: Any, records: list, *, batch_size: int, workers: int,
+              ctx: DistContext | None = None) -> tuple[dict[str, float], torch.Tensor]:
+    """(rate-matched thresholds, the probabilities ``[N, C, M]`` they come from) on ``records``."""
+    probs = selection_probabilities(system, exp, records, batch_size=batch_size, workers=workers, ctx=ctx)
+    return rate_matched_thresholds(probs, list(system.modalities)), probs

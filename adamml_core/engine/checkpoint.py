@@ -1,9 +1,11 @@
 """Checkpoints: plain data only (loadable with ``torch.load(weights_only=True)``), written atomically.
 
-A checkpoint holds the config as a dict, the training position (stage, epoch,
-phase, step), the Gumbel temperature, model / optimiser / scheduler / scaler
-state and the RNG states of python, numpy and torch, so that a run resumed
-from it continues exactly as if it had never stopped.
+A checkpoint holds the format version, the config as a dict, the training position
+(stage, epoch, pass, step), model (the Gumbel temperature is one of its buffers) /
+auxiliary / optimiser / scheduler / scaler state, the running means, the best model so
+far, the calibrated thresholds, the RNG states of python, numpy and torch, and which
+plugin (and distribution) supplied each component, so that a run resumed from it
+continues exactly as if it had never stopped and a missing plugin is named on load.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import torch
 
 from adamml_core.atomic import atomic_writer
 
-FORMAT_VERSION = 1
+# 2: component origins recorded; keys nobody read (temperature, dataset_epoch, num_classes, modalities,
+# metric, multi_label, saved_at) dropped; the version is checked on load.
+FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -45,7 +49,49 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable adamml checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or "config" not in data or "model" not in data:
         raise CheckpointError(f"{path}: not an adamml checkpoint (no 'config'/'model' entries)")
+    if data.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {data.get('format', 'unknown')}, but this adamml reads format "
+                              f"{FORMAT_VERSION} only (written by another adamml version)")
     return data
+
+
+# registry attribute of Components -> the names a config uses of that kind
+def _used_names(cfg: Any, loss_terms: list[str]) -> dict[str, list[str]]:
+    return {
+        "datasets": [cfg.dataset.name],
+        "modalities": list(cfg.modalities),
+        "backbones": sorted({cfg.recognition[m].backbone.name for m in cfg.modalities}
+                            | {cfg.policy.backbones[m].name for m in cfg.modalities}),
+        "proxies": sorted({p for p in cfg.policy.proxies.values() if p}),
+        "fusions": [cfg.fusion.name],
+        "stages": list(dict.fromkeys(cfg.train.stages)),
+        "loss_terms": sorted(set(loss_terms)),
+    }
+
+
+def component_origins(cfg: Any, components: Any, loss_terms: list[str]) -> dict[str, dict[str, dict[str, str]]]:
+    """``{kind: {name: {"plugin", "distribution"}}}`` for every component a (resolved) config uses."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for kind, names in _used_names(cfg, loss_terms).items():
+        registry = getattr(components, kind)
+        out[kind] = {n: {"plugin": registry.get(n).origin.plugin, "distribution": registry.get(n).origin.distribution}
+                     for n in names}
+    return out
+
+
+def check_components(state: dict[str, Any], components: Any, path: str | Path) -> None:
+    """A one-line error naming the plugin and distribution to install when a recorded component is missing."""
+    for kind, entries in state.get("components", {}).items():
+        registry = getattr(components, kind, None)
+        for name, origin in entries.items():
+            if registry is None or name not in registry:
+                dist = origin.get("distribution", "?")
+                install = dist.split(" ")[0] if dist not in ("?", "in-process") else f"the plugin '{origin.get('plugin')}'"
+                noun = registry.kind if registry is not None else kind
+                raise CheckpointError(
+                    f"{path}: needs {noun} '{name}', supplied by plugin '{origin.get('plugin')}' of distribution "
+                    f"{dist}, which is not installed here (or is blocked); install {install}"
+                )
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -40,11 +40,6 @@ class DistContext:
         if self.distributed:
             dist.barrier()
 
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor
-
     def all_gather_objects(self, obj: Any) -> list[Any]:
         if not self.distributed:
             return [obj]

@@ -44,6 +44,7 @@ class Experiment:
 
     def make_dataset(self, records: list, *, train: bool, load: str, modalities: dict[str, Any] | None = None):
         from adamml_core.data import SegmentedVideoDataset
+        from adamml_core.media.open import source_chain
 
         mods = self.modalities if modalities is None else modalities
         views = {m: v for m, v in self.policy_views.items() if m in mods} if load in ("all", "policy") else {}
@@ -59,6 +60,7 @@ class Experiment:
             on_error=self.cfg.dataset.on_error,
             seed=self.cfg.runtime.seed,
             cache_dir=self.cache_dir,
+            media_sources=source_chain(self.components.media_sources),
         )
 
     @property
@@ -67,15 +69,16 @@ class Experiment:
         return Path(value) if value else None
 
 
-def build_experiment(cfg: ExperimentConfig, *, components: Any | None = None, prepare: bool = True,
+def build_experiment(cfg: ExperimentConfig, *, components: Any, prepare: bool = True,
                      splits: tuple[str, ...] = ("train", "val")) -> Experiment:
-    """Build the dataset (generating it first when it is a generated one), check its files, build the modalities."""
-    from adamml_core.models.build import build_modalities, build_policy_views
+    """Build the dataset (generating it first when it is a generated one), check its files, build the modalities.
 
-    if components is None:
-        from adamml_core.plugins import components as default_components, load_plugins
+    ``components``: the registries (the caller loaded the plugins, honouring ``plugins.block``);
+    ``cfg`` should be resolved against them (the builders resolve it once more otherwise).
+    """
+    from adamml_core.models.build import build_modalities, build_policy_views, resolved
 
-        components = load_plugins(block=cfg.plugins.block).components if cfg.plugins.block else default_components()
+    cfg = resolved(cfg, components)
     dataset = components.datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
     if prepare:
         dataset.prepare()
@@ -100,19 +103,28 @@ def _usable_records(exp: Experiment, split: str) -> list:
     return list(usable)
 
 
-def from_checkpoint(path: str | Path, *, splits: tuple[str, ...] = ("val",), device: Any = "cpu",
-                    components: Any | None = None, prepare: bool = True):
-    """(checkpoint dict, Experiment, system with the checkpoint's weights) from a checkpoint file alone."""
-    from adamml_core.config import resolve_config, validate_config
+def checkpoint_config(path: str | Path) -> tuple[dict[str, Any], ExperimentConfig]:
+    """(checkpoint dict, its validated config): read first, so the caller can load the plugins it does not block."""
+    from adamml_core.config import validate_config
     from adamml_core.engine.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
-    cfg = validate_config(state["config"])
-    if components is None:
-        from adamml_core.plugins import components as default_components, load_plugins
+    return state, validate_config(state["config"])
 
-        components = load_plugins(block=cfg.plugins.block).components if cfg.plugins.block else default_components()
-    cfg = resolve_config(cfg, components)
+
+def from_checkpoint(path: str | Path, *, components: Any, splits: tuple[str, ...] = ("val",), device: Any = "cpu",
+                    prepare: bool = True, state: dict[str, Any] | None = None):
+    """(checkpoint dict, Experiment, system with the checkpoint's weights) from a checkpoint file and the registries.
+
+    A component the checkpoint was trained with and ``components`` lack is named with the
+    distribution to install (before anything is built).
+    """
+    from adamml_core.config import resolve_config, validate_config
+    from adamml_core.engine.checkpoint import check_components, load_checkpoint
+
+    state = state if state is not None else load_checkpoint(path)
+    check_components(state, components, path)
+    cfg = resolve_config(validate_config(state["config"]), components)
     exp = build_experiment(cfg, components=components, prepare=prepare, splits=splits)
     system = exp.build_system()
     system.load_state_dict(state["model"])

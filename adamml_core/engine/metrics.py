@@ -94,14 +94,7 @@ class SelectionMeter:
             return {m: float("nan") for m in self.modalities}
         return {m: float(self.selected[i] / self.segments) for i, m in enumerate(self.modalities)}
 
-    def gflops_per_video(self, per_segment_gflops: dict[str, float], policy_gflops_per_segment: float) -> float:
-        """Counted cost: the policy on every segment plus each selected item's recognition network."""
-        if self.videos == 0:
-            return float("nan")
-        recognition = sum(float(self.selected[i]) * per_segment_gflops[m] for i, m in enumerate(self.modalities))
-        return (recognition + policy_gflops_per_segment * self.segments) / self.videos
-
-
-def summarize(scores: dict[str, Any], metric: str) -> float:
-    """The number a dataset is judged by ("top1" or "mAP")."""
-    return float(scores[metric])
+    def gflops_per_video(self, costs: Any, *, policy: bool, fusion: bool) -> float:
+        """Mean counted GFLOPs per video of what was selected, from ``costs`` (a CostModel)."""
+        selected = {m: float(self.selected[i]) for i, m in enumerate(self.modalities)}
+        return costs.mean_per_video(selected, self.segments, self.videos, policy=policy, fusion=fusion)

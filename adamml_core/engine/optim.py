@@ -3,41 +3,35 @@
 The authors' release built its schedulers around optimisers it later replaced,
 so the learning rate never decayed. Here a schedule is only ever made *from*
 the optimiser it drives (:class:`Optimization` keeps the pair together), and
-``tests/test_engine_optim.py`` checks that the rate actually falls.
+``tests/test_engine_units.py`` checks that the rate actually falls.
+
+Any ``torch.optim`` optimiser is usable by name (any case); ``momentum`` is passed
+only to those that take it, so ``sgd``/``adam``/``adamw`` are built exactly as before.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from adamml_core.config import OptimizerConfig
+from adamml_core.train_config import optimizer_class
 
-
-def trainable_parameters(modules: Iterable[nn.Module]) -> list[nn.Parameter]:
-    seen: set[int] = set()
-    params = []
-    for module in modules:
-        for p in module.parameters():
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-    return params
+if TYPE_CHECKING:
+    from adamml_core.train_config import OptimizerConfig
 
 
 def build_optimizer(cfg: OptimizerConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if not params:
         raise ValueError("no trainable parameters for the optimiser (is everything frozen?)")
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimiser '{cfg.name}'; known: sgd, adam, adamw")
+    cls = optimizer_class(cfg.name)
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if "momentum" in inspect.signature(cls.__init__).parameters:
+        kwargs["momentum"] = cfg.momentum
+    return cls(params, **kwargs)
 
 
 @dataclass
@@ -51,7 +45,6 @@ class Optimization:
     def build(cls, cfg: OptimizerConfig, params: list[nn.Parameter]) -> "Optimization":
         optimizer = build_optimizer(cfg, params)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=sorted(cfg.milestones), gamma=cfg.lr_decay)
-        assert scheduler.optimizer is optimizer
         return cls(optimizer, scheduler)
 
     @property

@@ -1,0 +1,189 @@
+"""The evaluator: scores any system on any records in one mode, outside the trainer.
+
+Shared by ``adamml eval``, the trainer's validation and the demo's baselines.
+
+``adaptive``: load only the policy inputs, let the policy decide (deterministic: argmax,
+or ``P(select) >= threshold``), then decode and run ONLY the selected (video, segment,
+modality) items. That path is the one function :func:`adaptive_batch`, passed in as
+``Evaluator(adaptive=...)`` so that another execution (e.g. a pipelined one) can replace it.
+``all``: every modality on every segment, fused (the weighted-fusion baseline).
+``unimodal:<m>``: one recognition network alone.
+
+GFLOPs per video come from the one cost model (:class:`adamml_core.cost_model.CostModel`).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from adamml_core.cost_model import CostModel
+from adamml_core.engine.calibration import threshold_decisions
+from adamml_core.engine.distributed import DistContext
+from adamml_core.engine.loaders import to_device
+from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
+from adamml_core.engine.progress import NullProgress
+
+
+class EvaluationError(ValueError):
+    """A mode or budget that cannot be evaluated; the message says what is allowed."""
+
+
+def parse_mode(mode: str, modalities: list[str]) -> tuple[str, str | None]:
+    if mode in ("adaptive", "all"):
+        return mode, None
+    if mode.startswith("unimodal:"):
+        m = mode.split(":", 1)[1]
+        if m not in modalities:
+            raise EvaluationError(f"--mode {mode}: '{m}' is not a modality of this model; it has {', '.join(modalities)}")
+        return "unimodal", m
+    raise EvaluationError(f"unknown mode '{mode}'; use adaptive, all or unimodal:<modality> ({', '.join(modalities)})")
+
+
+def adaptive_batch(system: Any, dataset: Any, batch: dict[str, Any], *, threshold: Any, device: Any,
+                   workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits ``[B, K]``, decisions ``[B, C, M]``) of one batch of policy inputs: decide, load the selected, recognise."""
+    from adamml_core.data import load_selected
+
+    names = list(system.modalities)
+    if isinstance(threshold, dict):
+        _, probs = system.decide(to_device(batch["policy_inputs"], device))
+        decisions = threshold_decisions(system, probs.float(), threshold)
+    else:
+        decisions, _ = system.decide(to_device(batch["policy_inputs"], device), threshold=threshold)
+    decisions = decisions.float()
+    indices = batch["index"].tolist()
+    items = load_selected(dataset, indices, decisions.cpu(), names, workers=workers)
+    items = {m: (x.to(device), pos.to(device)) for m, (x, pos) in items.items()}
+    logits = system.forward_selected(items, decisions, batch_size=len(indices), num_segments=decisions.shape[1])
+    return logits, decisions
+
+
+AdaptiveBatch = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+class Evaluator:
+    """Evaluates systems built by one :class:`~adamml_core.engine.experiment.Experiment`."""
+
+    def __init__(self, exp: Any, *, ctx: DistContext | None = None, batch_size: int = 8, workers: int = 0,
+                 amp: bool = False, costs: CostModel | None = None, progress: Any = None,
+                 adaptive: AdaptiveBatch = adaptive_batch):
+        self.exp, self.ctx = exp, ctx or DistContext()
+        self.batch_size, self.workers, self.amp = batch_size, workers, amp
+        self.costs, self.progress, self.adaptive = costs, progress, adaptive
+
+    def cost_model(self, system: Any) -> CostModel:
+        """Counted once: every system of one experiment has the same architecture."""
+        if self.costs is None:
+            self.costs = CostModel.from_system(system, self.exp.modalities, self.exp.policy_views,
+                                               self.exp.cfg.sampling.test_segments)
+        return self.costs
+
+    def evaluate(self, system: Any, records: list, *, mode: str = "adaptive", threshold: Any = None,
+                 description: str | None = None) -> dict[str, Any]:
+        """Score ``records`` in one mode; see the module docstring. Draws nothing from the global RNG."""
+        with torch.random.fork_rng(devices=[]):
+            return self._evaluate(system, records, mode, threshold, description)
+
+    def _dataset(self, kind: str, only: str | None, records: list) -> Any:
+        if kind == "adaptive":
+            return self.exp.make_dataset(records, train=False, load="policy")
+        if kind == "all":
+            return self.exp.make_dataset(records, train=False, load="recognition")
+        return self.exp.make_dataset(records, train=False, load="recognition", modalities={only: self.exp.modalities[only]})
+
+    def _evaluate(self, system: Any, records: list, mode: str, threshold: Any, description: str | None) -> dict[str, Any]:
+        names = list(system.modalities)
+        kind, only = parse_mode(mode, names)
+        if threshold is not None and kind != "adaptive":
+            raise EvaluationError("--budget (a selection threshold) only applies to --mode adaptive")
+        dataset = self._dataset(kind, only, records)
+        costs = self.cost_model(system)
+        ctx = self.ctx
+        shard = list(range(len(dataset)))[ctx.rank :: ctx.world_size]
+        batches = [shard[i : i + self.batch_size] for i in range(0, len(shard), self.batch_size)]
+        from adamml_core.data import collate_batch
+
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=self.workers, collate_fn=collate_batch,
+                            generator=torch.Generator().manual_seed(0))
+        progress = self.progress or NullProgress()
+        task = progress.add_task(description or f"eval {mode}", total=len(batches), stats="")
+        was_training = system.training
+        system.eval()
+        start = time.perf_counter()
+        scores, selection, chosen = self._loop(system, dataset, loader, kind, only, threshold, progress, task)
+        seconds = time.perf_counter() - start
+        progress.remove_task(task)
+        system.train(was_training)
+        if ctx.distributed:
+            scores.merge(ctx.all_gather_objects(scores.state()))
+            selection.merge(ctx.all_gather_objects(selection))
+            seconds = max(ctx.all_gather_objects(seconds))
+            chosen = [c for part in ctx.all_gather_objects(chosen) for c in part]
+        result: dict[str, Any] = {"mode": mode, "threshold": threshold, **scores.compute()}
+        result["metric"] = self.exp.metric
+        result["score"] = result[self.exp.metric]
+        result["gflops_per_video"] = selection.gflops_per_video(costs, policy=kind == "adaptive", fusion=kind != "unimodal")
+        result["selection"] = selection.ratios()
+        result["seconds"] = seconds
+        result["videos_per_second"] = selection.videos / seconds if seconds > 0 else float("nan")
+        skipped = getattr(dataset, "skipped", None)
+        if skipped:
+            result["skipped"] = dict(skipped) if isinstance(skipped, dict) else skipped
+        quality = _selection_quality(self.exp, dataset, records, chosen, names) if kind == "adaptive" else None
+        if quality is not None:
+            result["selection_quality"] = quality
+        return result
+
+    def _loop(self, system, dataset, loader, kind, only, threshold, progress, task):
+        names, ctx = list(system.modalities), self.ctx
+        scores = ClassificationMeter(self.exp.num_classes, multi_label=self.exp.multi_label)
+        selection = SelectionMeter(names)
+        chosen: list[tuple[list[int], torch.Tensor]] = []
+        autocast = torch.autocast("cuda", dtype=torch.float16) if (self.amp and ctx.cuda) else nullcontext()
+        with torch.no_grad(), autocast:
+            if kind == "adaptive" and self.adaptive is adaptive_batch:  # the pipelined lazy path (engine/pipeline.py)
+                from adamml_core.engine.pipeline import evaluation_batches
+
+                shard = [i for batch in loader.batch_sampler for i in batch]
+                for out in evaluation_batches(system, dataset, shard, threshold=threshold, device=ctx.device,
+                                              workers=self.workers, batch_size=self.batch_size):
+                    scores.update(out.logits, out.target)
+                    selection.update(out.decisions)
+                    chosen.append((out.indices, out.decisions))
+                    progress.update(task, advance=1, stats=f"videos {selection.videos}")
+                return scores, selection, chosen
+            for batch in loader:
+                target = batch["target"]
+                if kind == "adaptive":
+                    logits, decisions = self.adaptive(system, dataset, batch, threshold=threshold, device=ctx.device,
+                                                      workers=self.workers)
+                    chosen.append((batch["index"].tolist(), decisions.cpu()))
+                else:
+                    inputs = to_device(batch["inputs"], ctx.device)
+                    if kind == "all":
+                        logits = system.forward_all(inputs)
+                        decisions = torch.ones(target.shape[0], next(iter(inputs.values())).shape[1], len(names))
+                    else:
+                        logits = system.forward_unimodal(only, inputs[only])
+                        decisions = torch.zeros(target.shape[0], inputs[only].shape[1], len(names))
+                        decisions[:, :, names.index(only)] = 1.0
+                scores.update(logits, target)
+                selection.update(decisions)
+                progress.update(task, advance=1, stats=f"videos {selection.videos}")
+        return scores, selection, chosen
+
+
+def _selection_quality(exp: Any, dataset: Any, records: list, chosen: list, names: list[str]) -> Any:
+    """Datasets that know which modality carries the label in which segment score the decisions."""
+    judge = getattr(exp.dataset, "selection_quality", None)
+    if judge is None or not chosen:
+        return None
+    indices = [i for part, _ in chosen for i in part]
+    decisions = torch.cat([d for _, d in chosen])
+    segments = [dataset.segments(i) for i in indices]
+    return judge([records[i] for i in indices], segments, decisions, names)

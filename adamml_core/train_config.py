@@ -1,0 +1,136 @@
+"""The training part of the experiment config: ``train.*``, its stages' sections and optimisers.
+
+Imported by (and re-exported from) :mod:`adamml_core.config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+
+class StrictModel(BaseModel):
+    # the same base as adamml_core.config's (which imports this module, so it cannot be imported from there)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def optimizer_class(name: str) -> Any:
+    """The ``torch.optim`` optimiser called ``name`` (any case); a ValueError lists the known ones."""
+    import torch
+
+    known = {n.lower(): cls for n, cls in vars(torch.optim).items()
+             if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer}
+    try:
+        return known[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown optimiser '{name}'; torch.optim has {', '.join(sorted(known))}") from None
+
+
+class OptimizerConfig(StrictModel):
+    name: str = Field("sgd", description="a torch.optim optimiser by name, any case (sgd, adam, adamw, rmsprop, ...)")
+    lr: PositiveFloat = 0.01
+    momentum: NonNegativeFloat = 0.9
+    weight_decay: NonNegativeFloat = 1e-4
+    milestones: list[NonNegativeInt] = Field(default_factory=list, description="epochs at which lr is multiplied by lr_decay")
+    lr_decay: PositiveFloat = 0.1
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimiser(cls, value: str) -> str:
+        optimizer_class(value)  # raises ValueError listing the known names
+        return value
+
+
+class StageConfig(StrictModel):
+    epochs: NonNegativeInt
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+
+
+class AlternatingConfig(StrictModel):
+    epochs: NonNegativeInt = 20
+    recognition_optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(name="sgd", lr=0.001, milestones=[10, 15])
+    )
+    policy_optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(name="adam", lr=0.01, milestones=[10, 15])
+    )
+    policy_passes: PositiveInt = Field(1, description="policy passes per alternating round (paper: 1)")
+    policy_holdout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of the training set kept from the recognition networks for policy passes"
+    )
+
+
+class TrainConfig(StrictModel):
+    """Training options; ``train.<stage>`` holds each stage's options.
+
+    The built-in stages' sections are typed fields here (so that old configs keep their
+    layout); a plugin's stage puts its section under its own name, a mapping validated by
+    the stage's own options model when the config is resolved (``engine.recipe.check_recipe``).
+    """
+
+    # extra sections are plugin stages' options; anything else extra is still a typo (see _extra_are_sections)
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    stages: list[str] = Field(
+        default_factory=lambda: ["unimodal", "warmup", "alternating", "finetune"],
+        description="registered training stages, run in order (see `adamml plugins`)",
+    )
+    batch_size: PositiveInt = 72
+    eval_batch_size: PositiveInt | None = None
+    unimodal: StageConfig = Field(
+        default_factory=lambda: StageConfig(epochs=60, optimizer=OptimizerConfig(lr=0.01, milestones=[20, 40, 50]))
+    )
+    warmup: StageConfig = Field(default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(lr=0.001)))
+    alternating: AlternatingConfig = Field(default_factory=AlternatingConfig)
+    finetune: StageConfig = Field(default_factory=lambda: StageConfig(epochs=10, optimizer=OptimizerConfig(lr=0.001)))
+    fusion: StageConfig = Field(
+        default_factory=lambda: StageConfig(epochs=2, optimizer=OptimizerConfig(lr=0.01)),
+        description="stage 'fusion' (not in the paper, not in the default stages): learn the late-fusion weights over "
+        "the frozen unimodal networks; the weighted-fusion baseline",
+    )
+    policy_pretrain: StageConfig = Field(
+        default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(name="adam", lr=0.001)),
+        description="stage 'policy_pretrain' (not in the paper, which starts the policy branches from ImageNet): "
+        "train each policy branch with a temporary linear classifier on its own low-cost input",
+    )
+    fused_average: Literal["segments", "selected"] = Field(
+        "segments", description="average fused logits over all segments (paper) or only over segments that selected something"
+    )
+    policy_batchnorm: Literal["train", "eval", "recalibrate"] = Field(
+        "train", description="policy BatchNorm during policy passes: train mode (paper), frozen eval mode, or re-estimated after each pass"
+    )
+    decision_rule: Literal["argmax", "rate_matched"] = Field(
+        "argmax",
+        description="deterministic inference decisions: argmax of the policy, or per-modality thresholds calibrated on "
+        "training videos so that the selection rate equals the mean P(select) (see docs/training.md)",
+    )
+    calibration_videos: PositiveInt = Field(200, description="rate_matched: training videos used to calibrate")
+    recalibration_batches: PositiveInt = Field(
+        50, description="policy_batchnorm=recalibrate: batches of the policy share used to re-estimate the statistics"
+    )
+    grad_clip: PositiveFloat | None = None
+    log_every: PositiveInt = 10
+    checkpoint_every: NonNegativeInt = Field(
+        0, description="also write last.pt every N optimiser steps within an epoch (0: at epoch ends only)"
+    )
+    validate_stages: bool = Field(
+        True, description="evaluate on the validation split at the end of every stage (alternating: every epoch)"
+    )
+
+    @model_validator(mode="after")
+    def _extra_are_sections(self) -> "TrainConfig":
+        for key, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"train.{key}: unknown field (typo?)")
+        return self

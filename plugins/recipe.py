@@ -1,0 +1,268 @@
+"""The built-in AdaMML training recipe, registered like any plugin's stages and loss terms.
+
+=============  ===============================================================  ==========================
+stage          each epoch                                                       options (config)
+=============  ===============================================================  ==========================
+unimodal       every recognition network alone on its modality, CE              train.unimodal
+policy_        each policy branch + a temporary linear classifier on its own    train.policy_pretrain
+pretrain       policy input, CE (stands in for the paper's ImageNet weights)    (not in paper)
+fusion         late-fusion weights over the frozen unimodal networks, CE;       train.fusion (not in paper)
+               skipped when the fusion has no parameters (average, max)
+warmup         recognition networks + fusion behind the frozen policy, CE       train.warmup
+alternating    recognition pass (policy frozen, CE); ``policy_passes`` policy   train.alternating
+               passes (recognition frozen, CE + the ``efficiency`` term);
+               validation; the Gumbel temperature times ``temperature_decay``
+finetune       from the best alternating model; policy frozen, CE                train.finetune
+=============  ===============================================================  ==========================
+
+Every optimiser's schedule steps once per epoch of its own stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from adamml_core import hookimpl
+from adamml_core.config import AlternatingConfig, StageConfig
+from adamml_core.engine.passes import batch_top1
+from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
+from adamml_core.losses import classification_loss, efficiency_loss, top1_correct
+from adamml_core.registry import NoOptions
+
+# ----------------------------------------------------------------------------- pass forwards
+
+
+class UnimodalForward:
+    """Each recognition network alone on its modality; the losses summed."""
+
+    provides = frozenset({"stats"})
+
+    def __call__(self, system, batch, *, aux, multi_label):
+        # Each network has its own loss and its own parameters: summing the losses gives each
+        # the gradient it would get alone, while every video is decoded once for all of them.
+        target = batch["target"]
+        total = 0.0
+        stats: dict[str, torch.Tensor] = {}
+        for m in system.modalities:
+            logits = system.forward_unimodal(m, batch["inputs"][m])
+            loss = classification_loss(logits.float(), target, multi_label=multi_label)
+            total = total + loss
+            stats[f"loss_{m}"] = loss.detach()
+            stats[f"acc_{m}"] = batch_top1(logits, target, multi_label=multi_label)
+        stats["acc"] = torch.stack([stats[f"acc_{m}"] for m in system.modalities]).mean()
+        return PassOutput(total, stats)
+
+
+class PolicyPretrainForward:
+    """Each policy branch with its temporary linear classifier (``aux[m]``) on its own input."""
+
+    provides = frozenset({"stats"})
+
+    def __call__(self, system, batch, *, aux, multi_label):
+        target = batch["target"]
+        total = 0.0
+        stats: dict[str, torch.Tensor] = {}
+        for m in system.modalities:
+            x = batch["policy_inputs"][m]
+            b, c = x.shape[:2]
+            features = system.policy.branches[m](x.reshape(b * c, *x.shape[2:])).view(b, c, -1).mean(dim=1)
+            logits = aux[m](features)
+            total = total + classification_loss(logits.float(), target, multi_label=multi_label)
+            stats[f"acc_{m}"] = batch_top1(logits, target, multi_label=multi_label)
+        stats["acc"] = torch.stack([stats[f"acc_{m}"] for m in system.modalities]).mean()
+        return PassOutput(total, stats)
+
+
+class FusionForward:
+    """Every modality on every segment, fused."""
+
+    provides = frozenset({"stats", "logits"})
+
+    def __call__(self, system, batch, *, aux, multi_label):
+        target = batch["target"]
+        logits = system.forward_all(batch["inputs"])
+        loss = classification_loss(logits.float(), target, multi_label=multi_label)
+        return PassOutput(loss, {"acc": batch_top1(logits, target, multi_label=multi_label)}, logits=logits.float())
+
+
+class AdaptiveForward:
+    """The policy decides (Gumbel samples in train mode), the selected items are recognised and fused."""
+
+    provides = frozenset({"stats", "logits", "decisions"})
+
+    def __call__(self, system, batch, *, aux, multi_label):
+        target = batch["target"]
+        out = system(batch["inputs"], batch["policy_inputs"])
+        stats = {"acc": batch_top1(out.logits, target, multi_label=multi_label)}
+        for i, m in enumerate(system.modalities):
+            stats[f"select_{m}"] = out.decisions.detach()[:, :, i].float().mean()
+        logits = out.logits.float()
+        loss = classification_loss(logits, target, multi_label=multi_label)
+        return PassOutput(loss, stats, logits=logits, decisions=out.decisions)
+
+
+# ----------------------------------------------------------------------------- loss terms
+
+
+class EfficiencyTerm:
+    """AdaMML's efficiency cost: ``sum_k lambda_k mean_b(correct_b u_bk^2) + gamma mean_b(1 - correct_b)``.
+
+    lambda_k and gamma are ``loss.efficiency_weights`` and ``loss.gamma`` (see adamml_core/losses.py).
+    """
+
+    options_model = NoOptions
+    needs = frozenset({"logits", "decisions"})
+
+    def __init__(self, options: NoOptions, *, cfg: Any, modalities: list[str]):
+        self.lambdas = torch.tensor([cfg.efficiency_weight(m) for m in modalities])
+        self.gamma = cfg.loss.gamma
+
+    def __call__(self, out: PassOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        multi_label = batch["target"].dim() > 1
+        correct = top1_correct(out.logits, batch["target"], multi_label=multi_label)
+        value = efficiency_loss(out.decisions, correct, self.lambdas, self.gamma)
+        return value, {"efficiency": value.detach()}
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+class UnimodalStage(Stage):
+    """Every recognition network alone on its modality (cross-entropy)."""
+
+    options_model = StageConfig
+
+    def plan(self, options, cfg):
+        return StagePlan(
+            "unimodal", options.epochs,
+            (PassPlan("unimodal", "recognition", "recognition", "recognition", ("recognition",), UnimodalForward()),),
+            {"recognition": (options.optimizer, ("recognition",))},
+            validation_modes=tuple(f"unimodal:{m}" for m in cfg.modalities),
+        )
+
+
+def _auxiliary_heads(system: Any, num_classes: int) -> torch.nn.Module:
+    """Temporary classifiers on the policy branches, one per modality."""
+    policy = system.policy
+    return torch.nn.ModuleDict({
+        m: torch.nn.Linear(int(policy.branches[m].feature_dim), num_classes) for m in system.modalities
+    })
+
+
+class PolicyPretrainStage(Stage):
+    """Each policy branch with a temporary linear classifier on its own low-cost input (not in the paper)."""
+
+    options_model = StageConfig
+
+    def plan(self, options, cfg):
+        return StagePlan(
+            "policy_pretrain", options.epochs,
+            (PassPlan("policy_pretrain", "policy", "recognition", "policy", ("policy", "aux"), PolicyPretrainForward()),),
+            {"policy": (options.optimizer, ("policy", "aux"))},
+            auxiliary=_auxiliary_heads,
+        )
+
+
+class FusionStage(Stage):
+    """Late-fusion weights over the frozen unimodal networks (the weighted-fusion baseline; not in the paper)."""
+
+    options_model = StageConfig
+
+    def plan(self, options, cfg):
+        return StagePlan(
+            "fusion", options.epochs,
+            (PassPlan("fusion", "fusion", "recognition", "recognition", ("fusion",), FusionForward()),),
+            {"fusion": (options.optimizer, ("fusion",))},
+            validation_modes=("all",),
+        )
+
+    def check(self, options, cfg, components):
+        if options.epochs == 0:
+            return None
+        # whether a fusion has parameters does not depend on the class count or feature sizes; meta: no memory
+        from adamml_core.models.fusion_contract import build_fusion
+
+        with torch.device("meta"):
+            module = build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
+                                  modalities=list(cfg.modalities), num_classes=2,
+                                  feature_dims={m: 1 for m in cfg.modalities})
+        return None if any(True for _ in module.parameters()) else self._reason(cfg.fusion.name)
+
+    def skip_reason(self, system, cfg):
+        return None if any(True for _ in system.fusion.parameters()) else self._reason(cfg.fusion.name)
+
+    @staticmethod
+    def _reason(name: str) -> str:
+        return f"fusion '{name}' has no parameters to learn"
+
+
+class _BehindPolicy(Stage):
+    """Recognition networks + fusion behind the frozen policy (cross-entropy)."""
+
+    options_model = StageConfig
+    name = ""
+    start_from_best = False
+
+    def plan(self, options, cfg):
+        return StagePlan(
+            self.name, options.epochs,
+            (PassPlan("recognition", "recognition", "recognition", "all", ("recognition", "fusion"), AdaptiveForward(),
+                      system_train=True),),
+            {"recognition": (options.optimizer, ("recognition", "fusion"))},
+            validation_modes=("adaptive",), start_from_best=self.start_from_best,
+        )
+
+
+class WarmupStage(_BehindPolicy):
+    """Recognition networks + fusion behind the frozen, untrained policy."""
+
+    name = "warmup"
+
+
+class FinetuneStage(_BehindPolicy):
+    """From the best alternating model: recognition networks + fusion behind the frozen policy."""
+
+    name = "finetune"
+    start_from_best = True
+
+
+class AlternatingStage(Stage):
+    """A recognition pass (policy frozen) then ``policy_passes`` policy passes (CE + efficiency) per epoch."""
+
+    options_model = AlternatingConfig
+
+    def plan(self, options, cfg):
+        policy_records = "policy" if options.policy_holdout > 0 else "recognition"
+        batchnorm = cfg.train.policy_batchnorm
+        recognition = PassPlan("recognition", "recognition", "recognition", "all", ("recognition", "fusion"),
+                               AdaptiveForward(), system_train=True)
+        policy = [
+            PassPlan("policy", "policy", policy_records, "all", ("policy",), AdaptiveForward(), system_train=True,
+                     batchnorm_eval=("policy",) if batchnorm == "eval" else (),
+                     recalibrate_policy_after=batchnorm == "recalibrate" and i == options.policy_passes - 1,
+                     loss_terms=(LossTermUse("efficiency", {}, "train.alternating"),))
+            for i in range(options.policy_passes)
+        ]
+        return StagePlan(
+            "alternating", options.epochs, (recognition, *policy),
+            {"recognition": (options.recognition_optimizer, ("recognition", "fusion")),
+             "policy": (options.policy_optimizer, ("policy",))},
+            validation_modes=("adaptive",), validate_every_epoch=True, temperature_step=True, track_best=True,
+        )
+
+
+@hookimpl
+def register_stages(register):
+    register("unimodal", UnimodalStage)
+    register("policy_pretrain", PolicyPretrainStage)
+    register("fusion", FusionStage)
+    register("warmup", WarmupStage)
+    register("alternating", AlternatingStage)
+    register("finetune", FinetuneStage)
+
+
+@hookimpl
+def register_loss_terms(register):
+    register("efficiency", EfficiencyTerm, description="AdaMML's efficiency cost (loss.efficiency_weights, loss.gamma)")
