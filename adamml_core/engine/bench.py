@@ -1,0 +1,179 @@
+"""Time inference methods on the same videos through the pipeline (``adamml benchmark run``).
+
+Per method: videos/s of K timed passes after a warm-up batch (median, min, max), the
+counted GFLOPs per video of what actually ran, the time split, the selection ratios and
+the peak resident memory (this process and its workers) during its passes.
+
+Time split: ``policy`` / ``recognition`` / ``fusion`` / ``waiting for data`` are wall
+seconds of the main process; ``stage1_*`` / ``stage2_*`` / ``load_*`` are seconds spent
+in the workers (summed over workers; they overlap the main process's work, so the parts
+do not add up to the wall time). ``decode`` = frame decoding; ``inputs`` = making the
+tensors from the frames and audio (transforms, spectrograms, proxies, optical flow).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
+
+
+@dataclass
+class BenchSettings:
+    methods: list[str] = field(default_factory=lambda: ["adaptive", "all"])
+    repeats: int = 3
+    options: PipelineOptions = field(default_factory=PipelineOptions)
+
+
+def random_decider(system: Any, rates: dict[str, float], seed: int = 0) -> Callable:
+    """Runs the policy (so that it is timed) but draws each item at its modality's rate from a fixed seed."""
+    names = list(system.modalities)
+    generator = torch.Generator().manual_seed(seed)
+    probability = torch.tensor([float(rates[m]) for m in names])
+
+    def decide(policy_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        decisions, _ = system.decide(policy_inputs)
+        drawn = (torch.rand(decisions.shape, generator=generator) < probability).float()
+        return drawn.to(decisions.device)
+
+    return decide
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants (Linux /proc; 0 elsewhere)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        return total
+    return total + sum(_rss_bytes(c) for c in children)
+
+
+class PeakMemory:
+    """Samples the resident memory of this process tree every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes(os.getpid()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes(os.getpid()))
+
+
+def _one_pass(system: Any, exp: Any, records: list, kind: str, only: str | None, decide: Callable,
+              options: PipelineOptions) -> tuple[float, dict[str, float], torch.Tensor]:
+    """(wall seconds, seconds by part, decisions of every video [N, C, M]) of one pass."""
+    start = time.perf_counter()
+    if kind == "adaptive":
+        dataset = exp.make_dataset(records, train=False, load="policy")
+        outputs = list(InferencePipeline(dataset, options).adaptive(system, decide))
+    else:
+        mods = exp.modalities if kind == "all" else {only: exp.modalities[only]}
+        dataset = exp.make_dataset(records, train=False, load="recognition", modalities=mods)
+        names = list(system.modalities)
+
+        def run(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            x = next(iter(inputs.values()))
+            if kind == "all":
+                return system.forward_all(inputs), torch.ones(x.shape[0], x.shape[1], len(names))
+            decisions = torch.zeros(x.shape[0], x.shape[1], len(names))
+            decisions[:, :, names.index(only)] = 1.0
+            return system.forward_unimodal(only, inputs[only]), decisions
+
+        outputs = list(InferencePipeline(dataset, options).recognition(run))
+    wall = time.perf_counter() - start
+    parts: dict[str, float] = {}
+    for out in outputs:
+        for k, v in out.seconds.items():
+            parts[k] = parts.get(k, 0.0) + v
+    decisions = torch.cat([o.decisions for o in outputs]) if outputs else torch.zeros(0, 0, 0)
+    return wall, parts, decisions
+
+
+def gflops_per_video(costs: Any, names: list[str], decisions: torch.Tensor, kind: str) -> dict[str, float]:
+    """Counted GFLOPs per video (the cost model), and the same plus the work outside the networks (e.g. optical flow)."""
+    if decisions.numel() == 0:
+        return {"gflops_per_video": 0.0, "gflops_with_preprocessing": 0.0}
+    network = float(costs.per_video(decisions, policy=kind == "adaptive", fusion=kind != "unimodal").mean())
+    per_video = decisions.sum(dim=1).mean(dim=0)  # [M] selected segments per video
+    extra = sum(float(per_video[k]) * costs.preprocessing.get(m, 0.0) for k, m in enumerate(names))
+    return {"gflops_per_video": network, "gflops_with_preprocessing": network + extra}
+
+
+def measure(system: Any, exp: Any, records: list, method: str, decide: Callable, settings: BenchSettings,
+            costs: Any) -> dict[str, Any]:
+    from adamml_core.engine.evaluate import parse_mode
+
+    names = list(system.modalities)
+    kind, only = parse_mode(method, names)
+    options = settings.options
+    system.eval()
+    _one_pass(system, exp, records[: options.batch_size], kind, only, decide, options)  # warm-up
+    runs = []
+    with PeakMemory() as memory:
+        for _ in range(settings.repeats):
+            runs.append(_one_pass(system, exp, records, kind, only, decide, options))
+    speeds = [len(records) / wall for wall, _, _ in runs]
+    median_run = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+    wall, parts, decisions = median_run
+    return {
+        "method": method,
+        "videos": len(records),
+        "videos_per_second": statistics.median(speeds),
+        "min": min(speeds),
+        "max": max(speeds),
+        **gflops_per_video(costs, names, decisions, kind),
+        "seconds": wall,
+        "seconds_by_part": {k: round(v, 4) for k, v in sorted(parts.items())},
+        "selection": {m: float(decisions[:, :, k].mean()) if decisions.numel() else 0.0 for k, m in enumerate(names)},
+        "peak_resident_mb": memory.peak / 2**20,
+    }
+
+
+def run_benchmark(system: Any, exp: Any, records: list, decide: Callable, settings: BenchSettings,
+                  costs: Any) -> dict[str, Any]:
+    """Every method on the same videos; ``speedup`` compares ``adaptive`` with ``all`` when both ran."""
+    results = [measure(system, exp, records, m, decide, settings, costs) for m in settings.methods]
+    by_name = {r["method"]: r for r in results}
+    doc: dict[str, Any] = {"methods": results}
+    if "adaptive" in by_name and "all" in by_name:
+        a, f = by_name["adaptive"], by_name["all"]
+        doc["speedup"] = {
+            "videos_per_second": a["videos_per_second"] / f["videos_per_second"],
+            "gflops_ratio": f["gflops_per_video"] / max(a["gflops_per_video"], 1e-12),
+            "gflops_ratio_with_preprocessing": f["gflops_with_preprocessing"] / max(a["gflops_with_preprocessing"], 1e-12),
+        }
+    return doc
+
+
+def benchmark_records(paths: list[Path]) -> list:
+    """Records for timing: one per file, label 0 (accuracy is not measured here)."""
+    from adamml_core.datasets import VideoRecord
+
+    return [VideoRecord(p.stem, p, (0,)) for p in paths]

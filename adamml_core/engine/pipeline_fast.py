@@ -1,0 +1,87 @@
+"""Opt-in speed settings of the pipeline's compute: inference mode, channels-last, autocast, torch.compile.
+
+Only ``inference_mode`` is on by default (it gives the same numbers as ``no_grad``). The
+others change memory layout or precision, pay off on GPUs and are behind flags
+(``docs/performance.md`` says what was measured). ``torch.compile`` recompiles for
+every new batch size; the selected items give a different count per batch, so inputs are
+padded to the next bucket (powers of two) and the padding rows dropped afterwards: in
+eval mode every row is computed independently, so the kept rows are unchanged.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class FastPath:
+    inference_mode: bool = True
+    channels_last: bool = False
+    autocast: str | None = None  # None | "bf16" | "fp16"
+    compile: bool = False
+    max_bucket: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(f"autocast must be one of {sorted(AUTOCAST_DTYPES)} or None, got {self.autocast!r}")
+
+
+def compute_context(fast: FastPath, device: torch.device) -> ExitStack:
+    """The grad mode and autocast for one network call (entered per call, never across a ``yield``)."""
+    stack = ExitStack()
+    stack.enter_context(torch.inference_mode() if fast.inference_mode else torch.no_grad())
+    if fast.autocast is not None:
+        stack.enter_context(torch.autocast(device.type, dtype=AUTOCAST_DTYPES[fast.autocast]))
+    return stack
+
+
+def bucket(n: int, largest: int) -> int:
+    """The smallest power of two >= n (n itself above ``largest``: no padding for huge batches)."""
+    if n > largest:
+        return n
+    size = 1
+    while size < n:
+        size *= 2
+    return size
+
+
+class Bucketed(nn.Module):
+    """Runs ``module`` on the batch padded to its bucket size, returns the rows of the real batch."""
+
+    def __init__(self, module: nn.Module, largest: int):
+        super().__init__()
+        self.module = module
+        self.largest = largest
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        size = bucket(n, self.largest)
+        if size > n:
+            x = torch.cat([x, x.new_zeros(size - n, *x.shape[1:])])
+        return self.module(x)[:n]
+
+
+@contextmanager
+def fast_system(system: Any, fast: FastPath) -> Iterator[Any]:
+    """``system`` with channels-last weights and compiled (bucketed) recognition networks, restored afterwards."""
+    recognizers = getattr(system, "recognizers", None)
+    originals = dict(recognizers.items()) if recognizers is not None else {}
+    if fast.channels_last:
+        system.to(memory_format=torch.channels_last)
+    if fast.compile and recognizers is not None:
+        for m, module in originals.items():
+            recognizers[m] = Bucketed(torch.compile(module, dynamic=False), fast.max_bucket)
+    try:
+        yield system
+    finally:
+        for m, module in originals.items():
+            recognizers[m] = module
+        if fast.channels_last:
+            system.to(memory_format=torch.contiguous_format)
