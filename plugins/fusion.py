@@ -1,9 +1,11 @@
 """Built-in late-fusion methods: per segment, combine the selected modalities' logits.
 
-Every fusion module takes ``logits [B, C, M, K]`` and a 0/1 ``mask [B, C, M]``
-(possibly carrying straight-through gradients) and returns ``[B, C, K]``. An
+Late fusion is one method of the fusion contract (:mod:`adamml_core.models.fusion_contract`):
+it uses logits only, so it is called as ``fusion(logits [B, C, M, K], mask [B, C, M])``
+(the mask possibly carrying straight-through gradients) and returns ``[B, C, K]``. An
 unselected modality contributes nothing; a segment that selected nothing gets
 all-zero logits (the system decides what to do with those, see docs/models.md).
+Fusion over features (mid-level, collaborative experts) is in ``fusion_features``.
 """
 
 from __future__ import annotations
@@ -52,17 +54,20 @@ class MaxFusion(nn.Module):
         return torch.where(selected.any(dim=2), best, torch.zeros_like(best))
 
 
-def build_weighted(options: NoOptions, *, modalities: list[str], num_classes: int) -> nn.Module:
+def build_weighted(options: NoOptions, *, modalities: list[str], num_classes: int,
+                   feature_dims: dict[str, int] | None = None) -> nn.Module:
     """Learned late-fusion weights (the paper's default)."""
     return WeightedFusion(modalities)
 
 
-def build_average(options: NoOptions, *, modalities: list[str], num_classes: int) -> nn.Module:
+def build_average(options: NoOptions, *, modalities: list[str], num_classes: int,
+                  feature_dims: dict[str, int] | None = None) -> nn.Module:
     """Average of the selected modalities' logits."""
     return AverageFusion()
 
 
-def build_max(options: NoOptions, *, modalities: list[str], num_classes: int) -> nn.Module:
+def build_max(options: NoOptions, *, modalities: list[str], num_classes: int,
+              feature_dims: dict[str, int] | None = None) -> nn.Module:
     """Maximum of the selected modalities' logits."""
     return MaxFusion()
 

@@ -1,4 +1,4 @@
-"""The networks around the recognition backbones: temporal pooling helpers (``temporal``),
-Gumbel-Softmax decisions (``gumbel``), the policy network (``policy``), the AdaMML system with
-its masked and selected-only execution paths (``system``), and building all of it from a config
-through the registries (``build``). See docs/models.md."""
+"""The networks around the recognition backbones: Gumbel-Softmax decisions (``gumbel``), the
+policy network (``policy``), the AdaMML system with its masked and selected-only execution paths
+(``system``), and building all of it from a config through the registries (``build``).
+See docs/models.md."""

@@ -1,7 +1,9 @@
 """Build modalities, policy views and the AdaMML system from a config, through the registries.
 
 Nothing here names a concrete modality or network: every name comes from the
-(resolved) experiment config and is looked up in the registries.
+(resolved) experiment config and is looked up in the registries passed in as
+``components`` (there is no process-wide plugin set). A config that is not yet
+resolved is resolved once, by the builder called, and the resolved one handed on.
 """
 
 from __future__ import annotations
@@ -12,17 +14,10 @@ from torch import nn
 
 from adamml_core.config import ConfigError, ExperimentConfig, resolve_config
 from adamml_core.modality import Modality, PolicyView
+from adamml_core.models.fusion_contract import build_fusion
 from adamml_core.models.policy import PolicyNetwork
 from adamml_core.models.system import AdaMML
 from adamml_core.registry import ComponentOptionsError, RegistryError
-
-
-def _components(components: Any | None) -> Any:
-    if components is None:
-        from adamml_core.plugins import components as default_components
-
-        components = default_components()
-    return components
 
 
 def is_resolved(cfg: ExperimentConfig) -> bool:
@@ -34,13 +29,13 @@ def is_resolved(cfg: ExperimentConfig) -> bool:
     )
 
 
-def resolved(cfg: ExperimentConfig, components: Any | None = None) -> ExperimentConfig:
-    return cfg if is_resolved(cfg) else resolve_config(cfg, _components(components))
+def resolved(cfg: ExperimentConfig, components: Any) -> ExperimentConfig:
+    """``cfg`` itself when already resolved, else :func:`resolve_config` of it."""
+    return cfg if is_resolved(cfg) else resolve_config(cfg, components)
 
 
-def build_modalities(cfg: ExperimentConfig, components: Any | None = None) -> dict[str, Modality]:
+def build_modalities(cfg: ExperimentConfig, components: Any) -> dict[str, Modality]:
     """One instance per configured modality, built as ``cls(options, sampling=cfg.sampling)``."""
-    components = _components(components)
     out: dict[str, Modality] = {}
     for m in cfg.modalities:
         try:
@@ -58,7 +53,7 @@ def build_modalities(cfg: ExperimentConfig, components: Any | None = None) -> di
 
 
 def build_policy_views(
-    cfg: ExperimentConfig, modalities: dict[str, Modality], components: Any | None = None
+    cfg: ExperimentConfig, modalities: dict[str, Modality], components: Any
 ) -> dict[str, PolicyView]:
     """What the policy sees per modality: its proxy (if any) or the modality itself.
 
@@ -66,7 +61,6 @@ def build_policy_views(
     to the fields its own options model declares (e.g. the policy input size), so
     one ``modality_options`` entry sizes both.
     """
-    components = _components(components)
     cfg = resolved(cfg, components)
     views: dict[str, PolicyView] = {}
     for m in cfg.modalities:
@@ -103,16 +97,14 @@ def _backbone(components: Any, spec: Any, path: str, *, input_shape: tuple[int, 
 
 
 def build_recognizer(cfg: ExperimentConfig, modality: str, segment_shape: tuple[int, ...], num_classes: int,
-                     components: Any | None = None) -> nn.Module:
+                     components: Any) -> nn.Module:
     """The recognition network of one modality (e.g. for unimodal training)."""
-    components = _components(components)
     cfg = resolved(cfg, components)
     return _backbone(components, cfg.recognition[modality].backbone, f"recognition.{modality}.backbone",
                      input_shape=segment_shape, num_classes=num_classes)
 
 
-def build_policy(cfg: ExperimentConfig, policy_views: dict[str, PolicyView], components: Any | None = None) -> PolicyNetwork:
-    components = _components(components)
+def build_policy(cfg: ExperimentConfig, policy_views: dict[str, PolicyView], components: Any) -> PolicyNetwork:
     cfg = resolved(cfg, components)
     branches = {
         m: _backbone(components, cfg.policy.backbones[m], f"policy.backbones.{m}",
@@ -125,13 +117,12 @@ def build_policy(cfg: ExperimentConfig, policy_views: dict[str, PolicyView], com
 def build_system(
     cfg: ExperimentConfig,
     num_classes: int,
-    components: Any | None = None,
+    components: Any,
     modalities: dict[str, Modality] | None = None,
     policy_views: dict[str, PolicyView] | None = None,
 ) -> AdaMML:
     """Policy + recognition networks + fusion, sized from the modalities' shapes."""
-    components = _components(components)
-    cfg = resolved(cfg, components)
+    cfg = resolved(cfg, components)  # once: the builders below get the resolved config and do not resolve again
     modalities = modalities if modalities is not None else build_modalities(cfg, components)
     policy_views = policy_views if policy_views is not None else build_policy_views(cfg, modalities, components)
     recognizers = {
@@ -139,8 +130,10 @@ def build_system(
     }
     policy = build_policy(cfg, policy_views, components)
     try:
-        fusion = components.fusions.build(cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
-                                          modalities=list(cfg.modalities), num_classes=num_classes)
+        # the fusion is told the encoders' feature sizes (a builder of the original contract is not)
+        fusion = build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
+                              modalities=list(cfg.modalities), num_classes=num_classes,
+                              feature_dims={m: getattr(recognizers[m], "feature_dim", None) for m in cfg.modalities})
     except RegistryError as exc:
         raise ConfigError(f"fusion.name: {exc}") from None
     except ComponentOptionsError as exc:

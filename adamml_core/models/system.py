@@ -1,4 +1,10 @@
-"""The AdaMML system: policy + one recognition network per modality + late fusion.
+"""The AdaMML system: policy + one recognition network per modality + a fusion method.
+
+A recognition network is an encoder (``encode(x) -> [N, feature_dim]``) plus a
+classifier head (``head(features) -> [N, K]``); one without ``encode`` gives logits
+only. The fusion method receives what it declares it uses (logits, features, the
+mask; see :mod:`adamml_core.models.fusion_contract`), so late fusion of logits is one
+method among others (mid-level fusion and collaborative experts fuse features).
 
 Two execution paths share the same networks and the same fusion:
 
@@ -27,6 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from adamml_core.models import fusion_contract as contract
 from adamml_core.models.gumbel import SELECT, deterministic_decisions, gumbel_hard, select_probability
 from adamml_core.models.policy import PolicyNetwork
 
@@ -38,9 +45,11 @@ EmptyVideo = Literal["best_item", "zeros"]
 class SystemOutput:
     logits: torch.Tensor  # [B, K] video prediction
     decisions: torch.Tensor  # [B, C, M] 0/1 (straight-through in training)
-    segment_logits: torch.Tensor  # [B, C, M, K] every recognition net's logits, before masking
+    segment_logits: torch.Tensor | None  # [B, C, M, K] every recognition net's logits, before masking
     policy_logits: torch.Tensor  # [B, C, M, 2]
     probs: torch.Tensor  # [B, C, M] P(select)
+    # one [B, C, D_m] per modality, when the fusion fuses features (None otherwise)
+    segment_features: list[torch.Tensor] | None = None
 
 
 class AdaMML(nn.Module):
@@ -68,6 +77,9 @@ class AdaMML(nn.Module):
         self.policy = policy
         self.recognizers = nn.ModuleDict({m: recognizers[m] for m in self.modalities})
         self.fusion = fusion
+        # told to the fusion builder and to the cost model; None for a logits-only network
+        self.feature_dims = {m: getattr(recognizers[m], "feature_dim", None) for m in self.modalities}
+        contract.bind_fusion(fusion, [recognizers[m] for m in self.modalities])
         self.fused_average: FusedAverage = fused_average
         self.threshold = threshold
         self.empty_video: EmptyVideo = empty_video
@@ -106,9 +118,10 @@ class AdaMML(nn.Module):
 
     # ------------------------------------------------------------------ fusion
 
-    def fuse(self, segment_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[B, C, M, K]`` logits + ``[B, C, M]`` mask -> video logits ``[B, K]``."""
-        fused = self.fusion(segment_logits, mask)  # [B, C, K]
+    def fuse(self, segment_logits: torch.Tensor | None, mask: torch.Tensor,
+             features: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-segment logits ``[B, C, M, K]`` (and features ``[B, C, D_m]`` per modality) + mask -> ``[B, K]``."""
+        fused = contract.call_fusion(self.fusion, segment_logits, mask, features)  # [B, C, K]
         if self.fused_average == "segments":
             return fused.mean(dim=1)
         active = (mask.detach().sum(dim=2) > 0).to(fused.dtype)  # [B, C]
@@ -121,17 +134,40 @@ class AdaMML(nn.Module):
         """One recognition net on ``[N, *segment_shape]`` -> ``[N, K]``."""
         return self.recognizers[modality](items)
 
+    def recognize_parts(self, modality: str, items: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """What the fusion uses from one net on ``[N, *shape]``: (features ``[N, D]``, logits ``[N, K]``), None if unused."""
+        if not contract.uses_features(self.fusion):
+            return None, self.recognize(modality, items)
+        net = _encoder_and_head(self, modality)
+        features = net.encode(items)
+        # a feature-only fusion (e.g. mid-level) drops the per-modality classifiers, as the authors' release does
+        return features, (net.head(features) if contract.uses_logits(self.fusion) else None)
+
     def recognize_all(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Every modality on every segment: ``{m: [B, C, *shape]} -> [B, C, M, K]``."""
-        missing = [m for m in self.modalities if m not in inputs]
-        if missing:
-            raise KeyError(f"recognition inputs missing for {missing}; got {sorted(inputs)}")
+        """Every modality on every segment: ``{m: [B, C, *shape]} -> [B, C, M, K]`` logits."""
+        _check_inputs(inputs, self.modalities)
         out = []
         for m in self.modalities:
             x = inputs[m]
             b, c = x.shape[:2]
             out.append(self.recognize(m, x.reshape(b * c, *x.shape[2:])).view(b, c, -1))
         return torch.stack(out, dim=2)
+
+    def recognize_all_parts(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+        """Every modality on every segment: (logits ``[B, C, M, K]``, features ``[B, C, D_m]`` per modality), None if unused."""
+        _check_inputs(inputs, self.modalities)
+        if contract.joint_recognition(self.fusion):  # e.g. lateral connections: the fusion runs the backbones together
+            return None, _joint_features(self, inputs)
+        logits, features = [], []
+        for m in self.modalities:
+            x = inputs[m]
+            b, c = x.shape[:2]
+            f, out = self.recognize_parts(m, x.reshape(b * c, *x.shape[2:]))
+            if f is not None:
+                features.append(f.view(b, c, -1))
+            if out is not None:
+                logits.append(out.view(b, c, -1))
+        return (torch.stack(logits, dim=2) if logits else None), (features or None)
 
     # ------------------------------------------------------------------ execution paths
 
@@ -147,6 +183,7 @@ class AdaMML(nn.Module):
         Training mode samples hard Gumbel-Softmax decisions at the current
         temperature (straight-through); eval mode uses :meth:`decide`'s rule.
         """
+        contract.refuse_adaptive(self.fusion)
         policy_logits = self.policy_logits(policy_inputs)
         if self.training:
             decisions = gumbel_hard(policy_logits, self.temperature)[..., SELECT]
@@ -154,9 +191,9 @@ class AdaMML(nn.Module):
         else:
             threshold = self.threshold if threshold is None else threshold
             decisions, probs = self.decisions_from_logits(policy_logits, threshold=threshold)
-        segment_logits = self.recognize_all(inputs)
-        logits = self.fuse(segment_logits, decisions)
-        return SystemOutput(logits, decisions, segment_logits, policy_logits, probs)
+        segment_logits, features = self.recognize_all_parts(inputs)
+        logits = self.fuse(segment_logits, decisions, features)
+        return SystemOutput(logits, decisions, segment_logits, policy_logits, probs, features)
 
     def forward_selected(
         self,
@@ -172,46 +209,41 @@ class AdaMML(nn.Module):
         ``items[m] = (Tensor[N, *segment_shape], LongTensor[N, 2] of (video, segment))``
         must be exactly the positions where ``decisions[:, :, m] == 1``; a modality
         with no selected item may be left out. ``chunk_size`` bounds the batch fed
-        to a recognition net at once.
+        to a recognition net at once. Unselected items' logits and features are zeros.
         """
+        contract.refuse_adaptive(self.fusion)
         b, c, m_count = decisions.shape
-        if (batch_size is not None and batch_size != b) or (num_segments is not None and num_segments != c):
-            raise ValueError(f"decisions have shape {tuple(decisions.shape)}, expected batch {batch_size} x {num_segments} segments")
-        if m_count != len(self.modalities):
-            raise ValueError(f"decisions cover {m_count} modalities, the system has {len(self.modalities)}")
-        unknown = sorted(set(items) - set(self.modalities))
-        if unknown:
-            raise KeyError(f"items for unknown modalities {unknown}; the system has {self.modalities}")
+        _check_selected(items, decisions, self.modalities, batch_size, num_segments)
         selected = decisions.detach() > 0
         segment_logits: torch.Tensor | None = None
+        features: list[torch.Tensor | None] = [None] * m_count
         for mi, m in enumerate(self.modalities):
-            wanted = int(selected[:, :, mi].sum())
-            if m not in items:
-                if wanted:
-                    raise ValueError(f"decisions select {wanted} '{m}' items but none were given")
+            positions = _selected_positions(items, m, mi, selected)
+            if positions is None:
                 continue
-            x, positions = items[m]
-            positions = positions.to(decisions.device).long()
-            if x.shape[0] != positions.shape[0]:
-                raise ValueError(f"'{m}': {x.shape[0]} items but {positions.shape[0]} positions")
-            if x.shape[0] != wanted or (wanted and not bool(selected[positions[:, 0], positions[:, 1], mi].all())):
-                raise ValueError(f"'{m}': the given items are not the {wanted} positions the decisions select")
-            if not wanted:
-                continue
+            x = items[m][0]
             step = chunk_size or x.shape[0]
-            out = torch.cat([self.recognize(m, x[i:i + step]) for i in range(0, x.shape[0], step)])
-            if segment_logits is None:
-                segment_logits = out.new_zeros(b, c, m_count, out.shape[-1])
-            segment_logits[positions[:, 0], positions[:, 1], mi] = out.to(segment_logits.dtype)
-        if segment_logits is None:  # nothing selected anywhere (only with empty_video="zeros")
-            segment_logits = decisions.new_zeros(b, c, m_count, self.num_classes)
-        return self.fuse(segment_logits, decisions.to(segment_logits.dtype))
+            parts = [self.recognize_parts(m, x[i:i + step]) for i in range(0, x.shape[0], step)]
+            if parts[0][1] is not None:
+                out = torch.cat([p[1] for p in parts])
+                if segment_logits is None:
+                    segment_logits = out.new_zeros(b, c, m_count, out.shape[-1])
+                segment_logits[positions[:, 0], positions[:, 1], mi] = out.to(segment_logits.dtype)
+            if parts[0][0] is not None:
+                f = torch.cat([p[0] for p in parts])
+                features[mi] = f.new_zeros(b, c, f.shape[-1])
+                features[mi][positions[:, 0], positions[:, 1]] = f
+        dtype = next((t.dtype for t in [segment_logits, *features] if t is not None), decisions.dtype)
+        if segment_logits is None and contract.uses_logits(self.fusion):  # nothing selected anywhere (empty_video="zeros")
+            segment_logits = decisions.new_zeros(b, c, m_count, self.num_classes, dtype=dtype)
+        fused_features = _complete_features(self, features, (b, c), decisions, dtype)
+        return self.fuse(segment_logits, decisions.to(dtype), fused_features)
 
     def forward_all(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Baseline: every modality on every segment, fused by the system's fusion module."""
-        segment_logits = self.recognize_all(inputs)
-        mask = segment_logits.new_ones(segment_logits.shape[:3])
-        return self.fuse(segment_logits, mask)
+        segment_logits, features = self.recognize_all_parts(inputs)
+        reference = segment_logits if segment_logits is not None else features[0]  # type: ignore[index]
+        return self.fuse(segment_logits, reference.new_ones(*reference.shape[:2], len(self.modalities)), features)
 
     def forward_unimodal(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
         """Baseline: one recognition net ``[B, C, *shape] -> [B, K]``, mean over segments."""
@@ -219,3 +251,63 @@ class AdaMML(nn.Module):
             raise KeyError(f"no recognition network for '{modality}'; the system has {self.modalities}")
         b, c = inputs.shape[:2]
         return self.recognize(modality, inputs.reshape(b * c, *inputs.shape[2:])).view(b, c, -1).mean(dim=1)
+
+
+def _check_inputs(inputs: dict[str, torch.Tensor], modalities: list[str]) -> None:
+    missing = [m for m in modalities if m not in inputs]
+    if missing:
+        raise KeyError(f"recognition inputs missing for {missing}; got {sorted(inputs)}")
+
+
+def _check_selected(items: dict[str, tuple[torch.Tensor, torch.Tensor]], decisions: torch.Tensor,
+                    modalities: list[str], batch_size: int | None, num_segments: int | None) -> None:
+    b, c, m_count = decisions.shape
+    if (batch_size is not None and batch_size != b) or (num_segments is not None and num_segments != c):
+        raise ValueError(f"decisions have shape {tuple(decisions.shape)}, expected batch {batch_size} x {num_segments} segments")
+    if m_count != len(modalities):
+        raise ValueError(f"decisions cover {m_count} modalities, the system has {len(modalities)}")
+    unknown = sorted(set(items) - set(modalities))
+    if unknown:
+        raise KeyError(f"items for unknown modalities {unknown}; the system has {modalities}")
+
+
+def _selected_positions(items: dict[str, tuple[torch.Tensor, torch.Tensor]], m: str, mi: int,
+                        selected: torch.Tensor) -> torch.Tensor | None:
+    """The (video, segment) positions of modality ``m``'s items, checked against the decisions; None if none."""
+    wanted = int(selected[:, :, mi].sum())
+    if m not in items:
+        if wanted:
+            raise ValueError(f"decisions select {wanted} '{m}' items but none were given")
+        return None
+    x, positions = items[m]
+    positions = positions.to(selected.device).long()
+    if x.shape[0] != positions.shape[0]:
+        raise ValueError(f"'{m}': {x.shape[0]} items but {positions.shape[0]} positions")
+    if x.shape[0] != wanted or (wanted and not bool(selected[positions[:, 0], positions[:, 1], mi].all())):
+        raise ValueError(f"'{m}': the given items are not the {wanted} positions the decisions select")
+    return positions if wanted else None
+
+
+def _complete_features(system: AdaMML, features: list[torch.Tensor | None], batch: tuple[int, int],
+                       decisions: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor] | None:
+    """Zero features for the modalities that selected nothing (None when the fusion takes no features)."""
+    if not contract.uses_features(system.fusion):
+        return None
+    dims = contract.required_feature_dims(system.feature_dims, system.modalities, contract.fusion_name(system.fusion))
+    return [f.to(dtype) if f is not None else decisions.new_zeros(*batch, d, dtype=dtype) for f, d in zip(features, dims)]
+
+
+def _joint_features(system: AdaMML, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """``[B, C, D_m]`` per modality from a fusion that runs every recognition backbone at once."""
+    b, c = inputs[system.modalities[0]].shape[:2]
+    flat = [inputs[m].reshape(b * c, *inputs[m].shape[2:]) for m in system.modalities]
+    features = system.fusion.recognize_jointly([system.recognizers[m] for m in system.modalities], flat)
+    return [f.view(b, c, -1) for f in features]
+
+
+def _encoder_and_head(system: AdaMML, modality: str) -> nn.Module:
+    net = system.recognizers[modality]
+    if not callable(getattr(net, "encode", None)) or not callable(getattr(net, "head", None)):
+        raise ValueError(f"fusion '{contract.fusion_name(system.fusion)}' fuses features, but the '{modality}' "
+                         "recognition network has no encode()/head() split")
+    return net

@@ -1,0 +1,164 @@
+"""The fusion contract: what a fusion method receives, declares and is built with.
+
+A fusion module is called once per batch as ``fusion(logits, mask, features)``:
+
+- ``logits``: ``[B, C, M, K]`` every recognition network's class logits (``None`` when
+  the module declares ``uses_logits = False``: then the per-modality classifiers are not run);
+- ``mask``: ``[B, C, M]`` 0/1 decisions (possibly carrying straight-through gradients);
+- ``features``: one ``[B, C, D_m]`` tensor per modality, in the system's modality order,
+  the encoders' pooled features (only passed when the module declares ``uses_features = True``;
+  a module that does not is called as ``fusion(logits, mask)``, the original late-fusion
+  contract, so existing late-fusion plugins keep working).
+
+It returns ``[B, C, K]``; a segment that selected nothing gets all-zero logits. An
+unselected item's features and logits are zero in the selected-only path, so a module
+that multiplies them by the mask gives the same output in both paths.
+
+Declarations (class attributes, all optional): ``uses_logits`` (default True),
+``uses_features`` (default False), ``needs_all_modalities`` (default False: a method that
+couples the backbones, e.g. lateral connections, cannot skip items, so it runs as a
+baseline only and the adaptive paths refuse it). Such a method may run the backbones itself:
+``bind(recognizers)`` (called once by the system, to size its connections) and
+``recognize_jointly(recognizers, inputs) -> features`` then replace the per-modality encoders,
+and the cost model counts the connections as the fusion's. ``example_inputs(batch=1)`` may return
+the positional arguments of one counted call (the cost model counts one segment);
+otherwise :func:`example_inputs` builds them from the sizes the module was built with.
+
+Builders are ``build(options, *, modalities, num_classes, feature_dims)``; a builder
+written for the original contract (no ``feature_dims``) is still called without it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from adamml_core.config import ConfigError
+
+
+class AdaptiveModeRefused(ConfigError):
+    """An adaptive path was asked to run a fusion that needs every modality on every segment.
+
+    A ConfigError (the config's fusion does not fit the mode asked for), so the CLI reports it as one line.
+    """
+
+
+class FusionSizeError(ValueError):
+    """A fusion that fuses features was not told (or cannot use) the feature sizes."""
+
+
+def uses_logits(fusion: nn.Module) -> bool:
+    return bool(getattr(fusion, "uses_logits", True))
+
+
+def uses_features(fusion: nn.Module) -> bool:
+    return bool(getattr(fusion, "uses_features", False))
+
+
+def needs_all_modalities(fusion: nn.Module) -> bool:
+    return bool(getattr(fusion, "needs_all_modalities", False))
+
+
+def joint_recognition(fusion: nn.Module) -> bool:
+    """True for a method that runs the recognition backbones together (``recognize_jointly``)."""
+    return callable(getattr(fusion, "recognize_jointly", None))
+
+
+def bind_fusion(fusion: nn.Module, recognizers: list[nn.Module]) -> None:
+    """Let a method that couples the backbones size its connections from them (``bind``), once."""
+    if joint_recognition(fusion) and not needs_all_modalities(fusion):
+        raise ValueError(f"fusion '{fusion_name(fusion)}' runs the backbones jointly, so it must declare needs_all_modalities")
+    if callable(getattr(fusion, "bind", None)):
+        fusion.bind(recognizers)
+
+
+def joint_connections_gmacs(system: Any, segment_shapes: Mapping[str, tuple[int, ...]], count_flops: Any) -> float:
+    """GFLOPs per segment of a joint method's connections: the joint pass minus every encoder alone (0 otherwise)."""
+    if not joint_recognition(system.fusion):
+        return 0.0
+    nets = [system.recognizers[m] for m in system.modalities]
+    device = next((p.device for p in system.parameters()), torch.device("cpu"))
+    inputs = [torch.zeros(1, *segment_shapes[m], device=device) for m in system.modalities]
+    was_training = system.training
+    system.eval()
+    try:
+        joint = count_flops(system.fusion.recognize_jointly, nets, inputs)
+        alone = sum(count_flops(net.encode, x) for net, x in zip(nets, inputs))
+    finally:
+        system.train(was_training)
+    return (joint - alone) / 1e9
+
+
+def fusion_name(fusion: nn.Module) -> str:
+    return str(getattr(fusion, "registered_name", type(fusion).__name__))
+
+
+def refuse_adaptive(fusion: nn.Module) -> None:
+    """Raise :class:`AdaptiveModeRefused` (one line, for people) when ``fusion`` cannot skip items."""
+    if needs_all_modalities(fusion):
+        raise AdaptiveModeRefused(
+            f"fusion '{fusion_name(fusion)}' needs every modality on every segment (it couples the backbones), "
+            "so it runs as a baseline only (eval mode 'all'), not with the policy's per-segment decisions"
+        )
+
+
+def call_fusion(fusion: nn.Module, logits: torch.Tensor | None, mask: torch.Tensor,
+                features: Sequence[torch.Tensor] | None) -> torch.Tensor:
+    """``[B, C, K]`` from the fusion, passing features only to a module that declares it uses them."""
+    if uses_features(fusion):
+        if features is None:
+            raise ValueError(f"fusion '{fusion_name(fusion)}' fuses features, but the recognition networks gave none")
+        return fusion(logits, mask, list(features))
+    return fusion(logits, mask)
+
+
+def accepts_feature_dims(factory: Any) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return "feature_dims" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def build_fusion(registry: Any, name: str, options: Any, *, field_path: str, modalities: list[str],
+                 num_classes: int, feature_dims: Mapping[str, int] | None) -> nn.Module:
+    """Build fusion ``name`` from ``registry``, telling it the feature sizes if its builder takes them."""
+    entry = registry.get(name)
+    kwargs: dict[str, Any] = {"modalities": list(modalities), "num_classes": num_classes}
+    if accepts_feature_dims(entry.factory):
+        kwargs["feature_dims"] = dict(feature_dims) if feature_dims is not None else None
+    try:
+        module = registry.build(name, options, field_path=field_path, **kwargs)
+    except FusionSizeError as exc:
+        raise ConfigError(f"fusion.name: {exc}") from None
+    try:
+        module.registered_name = name  # for error messages and cost reports
+    except AttributeError:
+        pass
+    return module
+
+
+def required_feature_dims(feature_dims: Mapping[str, int] | None, modalities: list[str], method: str) -> list[int]:
+    """The feature sizes in modality order, or a clear error for a builder that needs them."""
+    if feature_dims is None or any(not feature_dims.get(m) for m in modalities):
+        raise FusionSizeError(f"fusion '{method}' needs the recognition networks' feature sizes (feature_dim) of "
+                         f"{modalities}; got {dict(feature_dims or {})}")
+    return [int(feature_dims[m]) for m in modalities]
+
+
+def example_inputs(fusion: nn.Module, modalities: list[str], num_classes: int,
+                   feature_dims: Mapping[str, int | None], *, batch: int = 1, device: Any = None) -> tuple:
+    """Positional arguments of one fusion call on ``batch`` segments with every modality selected."""
+    own = getattr(fusion, "example_inputs", None)
+    if callable(own):
+        return tuple(own(batch=batch))
+    m = len(modalities)
+    logits = torch.zeros(batch, 1, m, num_classes, device=device) if uses_logits(fusion) else None
+    mask = torch.ones(batch, 1, m, device=device)
+    if not uses_features(fusion):
+        return logits, mask
+    dims = required_feature_dims(feature_dims, list(modalities), fusion_name(fusion))  # type: ignore[arg-type]
+    return logits, mask, [torch.zeros(batch, 1, d, device=device) for d in dims]
