@@ -31,6 +31,8 @@ from pydantic import (
 )
 
 from adamml_core.registry import ComponentOptionsError, RegistryError
+# the training part of the config (re-exported: adamml_core.config stays the one place to import from)
+from adamml_core.train_config import AlternatingConfig, OptimizerConfig, StageConfig, TrainConfig  # noqa: F401
 
 
 class ConfigError(ValueError):
@@ -101,82 +103,6 @@ class LossConfig(StrictModel):
         default_factory=dict, description="lambda_k per modality; a modality left out gets 1.0"
     )
     gamma: NonNegativeFloat = 10.0
-
-
-class OptimizerConfig(StrictModel):
-    name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: PositiveFloat = 0.01
-    momentum: NonNegativeFloat = 0.9
-    weight_decay: NonNegativeFloat = 1e-4
-    milestones: list[NonNegativeInt] = Field(default_factory=list, description="epochs at which lr is multiplied by lr_decay")
-    lr_decay: PositiveFloat = 0.1
-
-
-class StageConfig(StrictModel):
-    epochs: NonNegativeInt
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-
-
-class AlternatingConfig(StrictModel):
-    epochs: NonNegativeInt = 20
-    recognition_optimizer: OptimizerConfig = Field(
-        default_factory=lambda: OptimizerConfig(name="sgd", lr=0.001, milestones=[10, 15])
-    )
-    policy_optimizer: OptimizerConfig = Field(
-        default_factory=lambda: OptimizerConfig(name="adam", lr=0.01, milestones=[10, 15])
-    )
-    policy_passes: PositiveInt = Field(1, description="policy passes per alternating round (paper: 1)")
-    policy_holdout: float = Field(
-        0.0, ge=0.0, lt=1.0, description="share of the training set kept from the recognition networks for policy passes"
-    )
-
-
-Stage = Literal["unimodal", "policy_pretrain", "fusion", "warmup", "alternating", "finetune"]
-
-
-class TrainConfig(StrictModel):
-    stages: list[Stage] = Field(default_factory=lambda: ["unimodal", "warmup", "alternating", "finetune"])
-    batch_size: PositiveInt = 72
-    eval_batch_size: PositiveInt | None = None
-    unimodal: StageConfig = Field(
-        default_factory=lambda: StageConfig(epochs=60, optimizer=OptimizerConfig(lr=0.01, milestones=[20, 40, 50]))
-    )
-    warmup: StageConfig = Field(default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(lr=0.001)))
-    alternating: AlternatingConfig = Field(default_factory=AlternatingConfig)
-    finetune: StageConfig = Field(default_factory=lambda: StageConfig(epochs=10, optimizer=OptimizerConfig(lr=0.001)))
-    fusion: StageConfig = Field(
-        default_factory=lambda: StageConfig(epochs=2, optimizer=OptimizerConfig(lr=0.01)),
-        description="stage 'fusion' (not in the paper, not in the default stages): learn the late-fusion weights over "
-        "the frozen unimodal networks; the weighted-fusion baseline",
-    )
-    policy_pretrain: StageConfig = Field(
-        default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(name="adam", lr=0.001)),
-        description="stage 'policy_pretrain' (not in the paper, which starts the policy branches from ImageNet): "
-        "train each policy branch with a temporary linear classifier on its own low-cost input",
-    )
-    fused_average: Literal["segments", "selected"] = Field(
-        "segments", description="average fused logits over all segments (paper) or only over segments that selected something"
-    )
-    policy_batchnorm: Literal["train", "eval", "recalibrate"] = Field(
-        "train", description="policy BatchNorm during policy passes: train mode (paper), frozen eval mode, or re-estimated after each pass"
-    )
-    decision_rule: Literal["argmax", "rate_matched"] = Field(
-        "argmax",
-        description="deterministic inference decisions: argmax of the policy, or per-modality thresholds calibrated on "
-        "training videos so that the selection rate equals the mean P(select) (see docs/training.md)",
-    )
-    calibration_videos: PositiveInt = Field(200, description="rate_matched: training videos used to calibrate")
-    recalibration_batches: PositiveInt = Field(
-        50, description="policy_batchnorm=recalibrate: batches of the policy share used to re-estimate the statistics"
-    )
-    grad_clip: PositiveFloat | None = None
-    log_every: PositiveInt = 10
-    checkpoint_every: NonNegativeInt = Field(
-        0, description="also write last.pt every N optimiser steps within an epoch (0: at epoch ends only)"
-    )
-    validate_stages: bool = Field(
-        True, description="evaluate on the validation split at the end of every stage (alternating: every epoch)"
-    )
 
 
 class RuntimeConfig(StrictModel):
@@ -324,51 +250,63 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- resolving against plugins
 
 
-def resolve_config(cfg: ExperimentConfig, components: Any | None = None) -> ExperimentConfig:
+def resolve_config(cfg: ExperimentConfig, components: Any) -> ExperimentConfig:
     """Check every named component and validate plugin options; fill per-modality defaults.
 
-    Returns a new config in which ``recognition``, ``policy.backbones`` and
-    ``policy.proxies`` are explicit for every modality, so that the resolved
-    config printed or stored in a checkpoint says exactly what runs.
+    ``components``: the registries the config is built with (no process-wide default: the
+    caller loaded the plugins, honouring ``plugins.block``). In the returned config
+    ``recognition``, ``policy.backbones`` and ``policy.proxies`` are explicit for every
+    modality: it says exactly what runs, and builders given it do not resolve again.
     """
-    if components is None:
-        from adamml_core.plugins import components as default_components
-
-        components = default_components()
     data = cfg.model_dump()
     try:
         ds = components.datasets.get(cfg.dataset.name)
     except RegistryError as exc:
         raise ConfigError(f"dataset.name: {exc}") from None
     _check_options(ds, components.datasets.kind, cfg.dataset.options, "dataset.options")
-
     for m in cfg.modalities:
-        try:
-            entry = components.modalities.get(m)
-        except RegistryError as exc:
-            raise ConfigError(f"modalities: {exc}") from None
-        _check_options(entry, "modality", cfg.modality_options.get(m, {}), f"modality_options.{m}")
-        modality_cls = entry.factory
-
-        rec = cfg.recognition.get(m) or RecognitionConfig()
-        backbone = rec.backbone or ComponentSpec.model_validate(modality_cls.default_backbone)
-        _check_component(components.backbones, backbone, f"recognition.{m}.backbone")
-        data["recognition"][m] = {"backbone": backbone.model_dump(), "checkpoint": rec.checkpoint}
-
-        proxy = cfg.policy.proxies[m] if m in cfg.policy.proxies else modality_cls.default_proxy
-        if proxy is not None:
-            try:
-                components.proxies.get(proxy)
-            except RegistryError as exc:
-                raise ConfigError(f"policy.proxies.{m}: {exc}") from None
-        data["policy"]["proxies"][m] = proxy
-
-        pb = cfg.policy.backbones.get(m) or ComponentSpec.model_validate(modality_cls.default_policy_backbone)
-        _check_component(components.backbones, pb, f"policy.backbones.{m}")
-        data["policy"]["backbones"][m] = pb.model_dump()
-
+        _resolve_modality(cfg, components, m, data)
     _check_component(components.fusions, cfg.fusion, "fusion")
     return validate_config(data)
+
+
+def _resolve_modality(cfg: ExperimentConfig, components: Any, m: str, data: dict[str, Any]) -> None:
+    """Fill ``data``'s recognition / policy entries of modality ``m``, checking each name and its options."""
+    try:
+        entry = components.modalities.get(m)
+    except RegistryError as exc:
+        raise ConfigError(f"modalities: {exc}") from None
+    _check_options(entry, "modality", cfg.modality_options.get(m, {}), f"modality_options.{m}")
+
+    rec = cfg.recognition.get(m) or RecognitionConfig()
+    backbone = rec.backbone or _default_network(entry, "default_backbone", f"recognition.{m}.backbone")
+    _check_component(components.backbones, backbone, f"recognition.{m}.backbone")
+    data["recognition"][m] = {"backbone": backbone.model_dump(), "checkpoint": rec.checkpoint}
+
+    proxy = cfg.policy.proxies[m] if m in cfg.policy.proxies else getattr(entry.factory, "default_proxy", None)
+    if proxy is not None:
+        try:
+            components.proxies.get(proxy)
+        except RegistryError as exc:
+            raise ConfigError(f"policy.proxies.{m}: {exc}") from None
+    data["policy"]["proxies"][m] = proxy
+
+    pb = cfg.policy.backbones.get(m) or _default_network(entry, "default_policy_backbone", f"policy.backbones.{m}")
+    _check_component(components.backbones, pb, f"policy.backbones.{m}")
+    data["policy"]["backbones"][m] = pb.model_dump()
+
+
+def _default_network(entry: Any, attribute: str, path: str) -> ComponentSpec:
+    """The network a modality names for itself, or a one-line error saying which config key to set instead."""
+    value = getattr(entry.factory, attribute, None)
+    where = f"modality '{entry.name}' (plugin {entry.origin})"
+    if value is None:
+        raise ConfigError(f"{path}: not set, and {where} has no {attribute}; set {path}.name (and options) in the config")
+    try:
+        return ComponentSpec.model_validate(value)
+    except ValidationError:
+        raise ConfigError(f"{path}: {where} sets {attribute} = {value!r}, not {{'name': ..., 'options': "
+                          f"{{...}}}}; set {path} in the config or fix the plugin") from None
 
 
 def _check_component(registry: Any, spec: ComponentSpec, path: str) -> None:

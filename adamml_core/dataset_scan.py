@@ -109,7 +109,8 @@ def scan_records(
     opens files without the GIL, and a 90k-video dataset is minutes of mostly waiting on disk.
     """
     report = ScanReport(split=split, total=len(records), probed=probe, max_examples=max_examples)
-    present = [Path(r.path).is_file() for r in records]
+    # exists(), not is_file(): a media source may serve a folder (e.g. of frame images) as one video
+    present = [Path(r.path).exists() for r in records]
     probes = iter(_probe_all([r for r, p in zip(records, present) if p] if probe else [], workers, progress, split))
     usable: list[VideoRecord] = []
     for record, exists in zip(records, present):

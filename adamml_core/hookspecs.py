@@ -1,9 +1,10 @@
 """The plugin contract: every hook a plugin may implement.
 
 A plugin is a module (or object) advertised under the ``adamml`` entry-point
-group. It implements any of the hooks below with ``@adamml_core.hookimpl``.
-Registration hooks receive a ``register`` callable and push components into the
-host's typed registry; their return value is ignored::
+group. It implements any of the hooks below with ``@adamml_core.hookimpl``; a
+function named like a hook that is not one (``register_modality``) fails the
+plugin. Registration hooks receive a ``register`` callable and push components
+into the host's typed registry; their return value is ignored::
 
     from adamml_core import hookimpl
 
@@ -12,9 +13,13 @@ host's typed registry; their return value is ignored::
         register("depth", DepthModality, description="Depth maps from a sensor")
 
 ``register(name, factory, *, description="", options_model=None)``. The
-``options_model`` (a pydantic model) validates the component's ``options``
-section in an experiment config; a factory may also carry it as a class
-attribute ``options_model``.
+``options_model`` (a pydantic ``BaseModel`` subclass) validates the component's
+``options`` section in an experiment config, and an unknown key there always
+fails, whatever the model's ``extra`` setting; a factory may also carry the model
+as a class attribute ``options_model``. What a plugin registers is committed only
+when all its hooks succeeded: a hook that raises leaves nothing of its plugin
+behind (see :mod:`adamml_core.plugins`). docs/writing-a-plugin.md describes what
+each kind of component must do.
 """
 
 from __future__ import annotations
@@ -28,27 +33,37 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_modalities(register):
-    """Register :class:`adamml_core.modality.Modality` subclasses (rgb, audio, ...)."""
+    """Register :class:`adamml_core.modality.Modality` subclasses (rgb, audio, ...), built as
+    ``cls(options, sampling=SamplingConfig)``."""
 
 
 @hookspec
 def register_proxies(register):
-    """Register :class:`adamml_core.modality.Proxy` subclasses: cheap stand-ins the policy sees."""
+    """Register :class:`adamml_core.modality.Proxy` subclasses: cheap stand-ins the policy sees, built as
+    ``cls(options, sampling=SamplingConfig)``."""
 
 
 @hookspec
 def register_backbones(register):
-    """Register backbone builders ``build(options, *, input_shape, num_classes) -> nn.Module``."""
+    """Register backbone builders ``build(options, *, input_shape, num_classes) -> nn.Module``.
+
+    The module maps ``[N, *input_shape]`` to ``[N, num_classes]``; with ``num_classes=None``
+    to ``[N, feature_dim]`` (attribute ``feature_dim``). Encoder plus head: ``encode(x)`` and
+    ``head(features)``. Builders must work under ``torch.device("meta")`` (FLOP counting)."""
 
 
 @hookspec
 def register_datasets(register):
-    """Register :class:`adamml_core.datasets.VideoDataset` subclasses."""
+    """Register :class:`adamml_core.datasets.VideoDataset` subclasses, built as ``cls(options)``."""
 
 
 @hookspec
 def register_fusions(register):
-    """Register fusion builders ``build(options, *, modalities, num_classes) -> nn.Module``."""
+    """Register fusion builders ``build(options, *, modalities, num_classes, feature_dims) -> nn.Module``.
+
+    The module's call contract (logits, mask, features) and declarations: :mod:`adamml_core.models.fusion_contract`.
+    A builder without ``feature_dims`` (the original contract) is still called without it.
+    """
 
 
 @hookspec
@@ -64,9 +79,16 @@ def register_loss_terms(register):
 @hookspec
 def register_media_sources(register):
     """Register media sources: openers that give a :class:`adamml_core.modality.MediaSource` for a record
-    (a video container, a prepared cache, a folder of frame images, ...)."""
+    (a video container, a prepared cache, a folder of frame images, ...).
+
+    A factory is a class with a ``priority`` (int; higher is tried first) and a classmethod
+    ``try_open(path, *, decode_short_side, cache_dir)`` returning a source, or None when the path
+    is not its kind; subclass :class:`adamml_core.media.source.FrameSource` (see docs/media.md)."""
 
 
 @hookspec
 def register_commands(app):
-    """Add subcommands (or sub-apps) to the ``adamml`` Typer application."""
+    """Add subcommands (or sub-apps) to the ``adamml`` Typer application.
+
+    Called when the command line does not run a built-in command; one that raises is reported
+    and the other plugins' commands are still added."""

@@ -1,5 +1,14 @@
 """The plugin manager: finds every plugin in the ``adamml`` entry-point group
-(adamml's own built-ins included) and fills the typed registries from them."""
+(adamml's own built-ins included) and fills the typed registries from them.
+
+One broken plugin must not take the tool down: a plugin that fails to import,
+implements a misspelt hook, or raises in a hook is reported (which plugin, which
+distribution, what failed) and left out while the others load; a name another
+plugin already registered is reported and the first registration kept. Strict
+mode (``strict=True`` or ``ADAMML_STRICT_PLUGINS=1``) turns each report into a
+:class:`PluginLoadError`. There is no process-wide plugin set: whoever needs the
+registries calls :func:`load_plugins` and passes ``components`` on.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import pluggy
 
 from adamml_core import hookspecs
-from adamml_core.registry import Origin, Registry
+from adamml_core.registry import DuplicateComponentError, Origin, Registry
 
 if TYPE_CHECKING:
     from adamml_core.datasets import VideoDataset
@@ -36,6 +45,8 @@ class PluginInfo:
     status: str  # "loaded" | "blocked" | "failed"
     error: str = ""
     hooks: list[str] = field(default_factory=list)
+    # Non-fatal reports of a loaded plugin (a component name another plugin registered first).
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,9 +83,43 @@ class PluginSystem:
     manager: pluggy.PluginManager
     components: Components
     plugins: list[PluginInfo]
+    strict: bool = False
 
-    def add_commands(self, app: Any) -> None:
-        self.manager.hook.register_commands(app=app)
+    def add_commands(self, app: Any) -> list[str]:
+        """Let every loaded plugin add its subcommands; one that raises is reported, the rest still add theirs.
+
+        Returns the reports (empty when every plugin's commands were added).
+        """
+        reports = []
+        for impl in self.manager.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(app=app)
+            except Exception as exc:  # noqa: BLE001 - one plugin's commands must not hide the others'
+                info = self.info(impl.plugin_name)
+                dist = info.distribution if info else "?"
+                message = f"plugin '{impl.plugin_name}' (distribution {dist}) failed in register_commands: {type(exc).__name__}: {exc}"
+                if self.strict:
+                    raise PluginLoadError(message) from exc
+                reports.append(message)
+        return reports
+
+    def info(self, name: str) -> PluginInfo | None:
+        return next((p for p in self.plugins if p.name == name), None)
+
+    @property
+    def failed(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.status == "failed" or p.problems]
+
+
+def blocked_plugins(block: Iterable[str] = ()) -> set[str]:
+    """Plugin names not to load: ``block`` (a config's ``plugins.block``) plus ``ADAMML_BLOCK_PLUGINS``."""
+    names = {b.strip() for b in block if b and b.strip()}
+    names |= {b.strip() for b in os.environ.get(BLOCK_ENV, "").split(",") if b.strip()}
+    return names
+
+
+def strict_from_env() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _distribution_of(ep: md.EntryPoint) -> str:
@@ -82,10 +127,18 @@ def _distribution_of(ep: md.EntryPoint) -> str:
     return f"{dist.name} {dist.version}" if dist is not None else "?"
 
 
-def _blocked_names(block: Iterable[str]) -> set[str]:
-    names = {b.strip() for b in block if b.strip()}
-    names |= {b.strip() for b in os.environ.get(BLOCK_ENV, "").split(",") if b.strip()}
-    return names
+def _candidates(extra: Iterable[tuple[str, ModuleType | object]]) -> Iterable[tuple[str, str, str, Callable[[], object]]]:
+    """(name, distribution, module, loader) of every entry point of the group, then of ``extra``."""
+    seen: set[str] = set()
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        # The same distribution can be visible twice (e.g. an editable install plus a
+        # checkout on sys.path); the first one wins, as importlib resolves it.
+        if ep.name in seen:
+            continue
+        seen.add(ep.name)
+        yield ep.name, _distribution_of(ep), ep.value, ep.load
+    for name, plugin in extra:
+        yield name, "in-process", getattr(plugin, "__name__", repr(plugin)), (lambda plugin=plugin: plugin)
 
 
 def load_plugins(
@@ -94,105 +147,101 @@ def load_plugins(
     strict: bool | None = None,
     extra: Iterable[tuple[str, ModuleType | object]] = (),
 ) -> PluginSystem:
-    """Load every entry point of the ``adamml`` group and fill fresh registries.
+    """Load every entry point of the ``adamml`` group (except blocked ones) and fill fresh registries.
 
-    A plugin that fails to import is reported (a warning naming it and its
-    distribution) and left out, so one broken third-party package cannot take
-    the whole tool down; ``strict=True`` (or ``ADAMML_STRICT_PLUGINS=1``) makes
-    that an error instead. ``extra`` registers in-process plugins (tests).
+    A blocked plugin is never imported. ``extra`` registers in-process plugins
+    (tests), after the entry points, with distribution "in-process".
     """
-    if strict is None:
-        strict = os.environ.get(STRICT_ENV, "") not in ("", "0", "false")
-    blocked = _blocked_names(block)
+    strict = strict_from_env() if strict is None else strict
+    blocked = blocked_plugins(block)
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    infos: list[PluginInfo] = []
-    origins: dict[str, Origin] = {}
+    loader = _Loader(pm, Components(), strict)
+    for name, dist, module, load in _candidates(extra):
+        info = PluginInfo(name, dist, module, "blocked" if name in blocked else "loaded")
+        loader.infos.append(info)
+        if info.status == "blocked":
+            pm.set_blocked(name)
+            continue
+        loader.load(info, load)
+    return PluginSystem(manager=pm, components=loader.components, plugins=loader.infos, strict=strict)
 
-    seen: set[str] = set()
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-        # The same distribution can be visible twice (e.g. an editable install plus a
-        # checkout on sys.path); the first one wins, as importlib resolves it.
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
-        dist = _distribution_of(ep)
-        if ep.name in blocked:
-            pm.set_blocked(ep.name)
-            infos.append(PluginInfo(ep.name, dist, ep.value, "blocked"))
-            continue
+
+class _Loader:
+    """Loads one plugin at a time: import, hook check, registration into a staging area, commit."""
+
+    def __init__(self, pm: pluggy.PluginManager, components: Components, strict: bool):
+        self.pm, self.components, self.strict = pm, components, strict
+        self.infos: list[PluginInfo] = []
+
+    def load(self, info: PluginInfo, load: Callable[[], object]) -> None:
         try:
-            plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import failure must be reported, not crash
-            message = f"plugin '{ep.name}' (distribution {dist}, module {ep.value}) failed to import: {type(exc).__name__}: {exc}"
-            if strict:
-                raise PluginLoadError(message) from exc
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-            infos.append(PluginInfo(ep.name, dist, ep.value, "failed", error=message))
-            continue
-        _register(pm, plugin, ep.name, dist)
-        origins[ep.name] = Origin(ep.name, dist)
-        infos.append(PluginInfo(ep.name, dist, ep.value, "loaded"))
+            plugin = load()
+        except Exception as exc:  # noqa: BLE001 - any import failure is reported, not a crash
+            self._fail(info, f"failed to import: {type(exc).__name__}: {exc}", exc)
+            return
+        try:
+            self.pm.register(plugin, name=info.name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            self._fail(info, f"does not fit the adamml hooks: {exc}", exc)
+            return
+        callers = self.pm.get_hookcallers(plugin) or []
+        # A hook name no spec declares (register_modality for register_modalities) would
+        # otherwise be silently ignored by pluggy.
+        unknown = sorted(h.name for h in callers if h.spec is None)
+        if unknown:
+            self.pm.unregister(plugin)
+            known = ", ".join(n for n in dir(hookspecs) if n.startswith("register_"))
+            self._fail(info, f"implements {', '.join(unknown)}, which is not an adamml hook; hooks: {known}", None)
+            return
+        staged = self._stage(info, plugin)
+        if staged is None:
+            self.pm.unregister(plugin)  # its commands must not be added either
+            return
+        self._commit(info, staged)
+        info.hooks = sorted(h.name for h in callers)
 
-    for name, plugin in extra:
-        if name in blocked:
-            continue
-        _register(pm, plugin, name, "in-process")
-        origins[name] = Origin(name, "in-process")
-        infos.append(PluginInfo(name, "in-process", getattr(plugin, "__name__", repr(plugin)), "loaded"))
+    def _stage(self, info: PluginInfo, plugin: object) -> dict[str, Registry[Any]] | None:
+        """Run the plugin's registration hooks into fresh registries; None (reported) when one raises."""
+        origin = Origin(info.name, info.distribution)
+        staged: dict[str, Registry[Any]] = {}
+        for attr, hook_name in Components.HOOKS.items():
+            staging = staged[attr] = Registry(getattr(self.components, attr).kind)
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                try:
+                    impl.function(register=_registrar(staging, origin))
+                except Exception as exc:  # noqa: BLE001 - a raising hook fails its plugin only
+                    self._fail(info, f"failed in {hook_name}: {type(exc).__name__}: {exc}", exc)
+                    return None
+        return staged
 
-    # A misspelt hook name in a plugin must fail loudly, not be silently ignored.
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        origin = origins.get(exc.plugin and pm.get_name(exc.plugin) or "", Origin("?"))
-        raise PluginLoadError(f"plugin '{origin.plugin}' ({origin.distribution}): {exc}") from exc
+    def _commit(self, info: PluginInfo, staged: dict[str, Registry[Any]]) -> None:
+        for attr, staging in staged.items():
+            target: Registry[Any] = getattr(self.components, attr)
+            for entry in staging:
+                try:
+                    target.adopt(entry)
+                except DuplicateComponentError as exc:
+                    # The first registration stays; the second is this plugin's to explain.
+                    message = f"plugin '{info.name}' (distribution {info.distribution}): {exc}"
+                    if self.strict:
+                        raise PluginLoadError(message) from None
+                    warnings.warn(message, RuntimeWarning, stacklevel=4)
+                    info.problems.append(str(exc))
 
-    components = Components()
-    for attr, hook_name in Components.HOOKS.items():
-        registry = getattr(components, attr)
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            origin = origins.get(impl.plugin_name, Origin(impl.plugin_name))
-            try:
-                impl.function(register=_registrar(registry, origin))
-            except Exception as exc:
-                raise PluginLoadError(
-                    f"plugin '{impl.plugin_name}' ({origin.distribution}) failed in {hook_name}: {type(exc).__name__}: {exc}"
-                ) from exc
-    for info in infos:
-        if info.status == "loaded":
-            plugin = pm.get_plugin(info.name)
-            info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-    return PluginSystem(manager=pm, components=components, plugins=infos)
-
-
-def _register(pm: pluggy.PluginManager, plugin: object, name: str, dist: str) -> None:
-    try:
-        pm.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:
-        raise PluginLoadError(f"plugin '{name}' ({dist}) does not fit the adamml hooks: {exc}") from exc
+    def _fail(self, info: PluginInfo, what: str, exc: BaseException | None) -> None:
+        message = f"plugin '{info.name}' (distribution {info.distribution}, module {info.module}) {what}"
+        if self.strict:
+            raise PluginLoadError(message) from exc
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        info.status, info.error = "failed", message
 
 
 def _registrar(registry: Registry[Any], origin: Origin) -> Callable[..., Any]:
-    def register(name: str, factory: Any, *, description: str = "", options_model: Any = None, **extra: Any) -> Any:
-        return registry.register(
-            name, factory, origin=origin, description=description, options_model=options_model, **extra
-        )
+    def register(name: str, factory: Any, *, description: str = "", options_model: Any = None) -> Any:
+        return registry.register(name, factory, origin=origin, description=description, options_model=options_model)
 
     return register
 
-
-_default: PluginSystem | None = None
-
-
-def plugin_system(*, reload: bool = False) -> PluginSystem:
-    """The process-wide plugin system, loaded on first use."""
-    global _default
-    if _default is None or reload:
-        _default = load_plugins()
-    return _default
-
-
-def components(*, reload: bool = False) -> Components:
-    """The process-wide registries (see :func:`plugin_system`)."""
-    return plugin_system(reload=reload).components

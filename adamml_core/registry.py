@@ -1,14 +1,15 @@
 """Typed registries: a name maps to a factory plus where it came from.
 
-One registry per kind of component (modalities, backbones, proxies, datasets,
-fusion methods). Plugins push into them through the hooks in
-:mod:`adamml_core.hookspecs`; the rest of the core only ever asks a registry.
+One registry per kind of component (modalities, proxies, backbones, datasets,
+fusion methods, training stages, loss terms, media sources). Plugins push into
+them through the hooks in :mod:`adamml_core.hookspecs`; the rest of the core
+only ever asks a registry.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -38,14 +39,45 @@ class DuplicateComponentError(RegistryError, ValueError):
 class ComponentOptionsError(ValueError):
     """A component's options did not validate against its options model."""
 
-    def __init__(self, kind: str, name: str, errors: ValidationError, field_path: str = ""):
+    def __init__(self, kind: str, name: str, errors: ValidationError, field_path: str = "",
+                 known: list[str] | None = None):
         self.kind, self.name, self.validation_error, self.field_path = kind, name, errors, field_path
         parts = []
         for err in errors.errors():
             loc = ".".join(str(p) for p in err["loc"])
             where = ".".join(p for p in (field_path, loc) if p)
-            parts.append(f"{where or '<options>'}: {err['msg']}")
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden" and known is not None and len(err["loc"]) == 1:
+                msg = f"unknown option (typo?); options of {kind} '{name}': {', '.join(known) or 'none'}"
+            parts.append(f"{where or '<options>'}: {msg}")
         super().__init__(f"invalid options for {kind} '{name}': " + "; ".join(parts))
+
+
+def option_names(model: type[BaseModel]) -> list[str]:
+    """Every key an options section may use for ``model``: field names and their string aliases."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                names.add(alias)
+    return sorted(names)
+
+
+def _unknown_keys(model: type[BaseModel], options: dict[str, Any]) -> ValidationError | None:
+    """A ValidationError for the keys ``model`` does not declare, whatever its own ``extra`` setting.
+
+    The plugin guide promises that an options typo always fails; a plugin author who
+    forgot ``extra="forbid"`` (pydantic's default is to ignore) must not silently lose
+    the setting, so the host checks the keys itself.
+    """
+    known = set(option_names(model))
+    stray = [key for key in options if key not in known]
+    if not stray:
+        return None
+    return ValidationError.from_exception_data(
+        model.__name__, [{"type": "extra_forbidden", "loc": (key,), "input": options[key]} for key in stray]
+    )
 
 
 @dataclass(frozen=True)
@@ -66,17 +98,21 @@ class RegistryEntry(Generic[T]):
     origin: Origin
     description: str = ""
     options_model: type[BaseModel] = NoOptions
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def parse_options(self, options: dict[str, Any] | BaseModel | None, *, kind: str, field_path: str = "") -> BaseModel:
         if isinstance(options, self.options_model):
             return options
         if isinstance(options, BaseModel):
             options = options.model_dump()
+        options = dict(options or {})
+        known = option_names(self.options_model)
+        stray = _unknown_keys(self.options_model, options)
+        if stray is not None:
+            raise ComponentOptionsError(kind, self.name, stray, field_path, known)
         try:
-            return self.options_model.model_validate(options or {})
+            return self.options_model.model_validate(options)
         except ValidationError as exc:
-            raise ComponentOptionsError(kind, self.name, exc, field_path) from None
+            raise ComponentOptionsError(kind, self.name, exc, field_path, known) from None
 
 
 class Registry(Generic[T]):
@@ -97,27 +133,27 @@ class Registry(Generic[T]):
         origin: Origin,
         description: str = "",
         options_model: type[BaseModel] | None = None,
-        **extra: Any,
     ) -> T:
         if not name or not isinstance(name, str):
             raise ValueError(f"a {self.kind} needs a non-empty string name, got {name!r}")
-        if name in self._entries:
-            first = self._entries[name].origin
-            raise DuplicateComponentError(
-                f"{self.kind} '{name}' is registered twice: first by {first}, again by {origin}; "
-                f"block one of the plugins (plugins.block in the config or ADAMML_BLOCK_PLUGINS)"
-            )
+        options_model = options_model or getattr(factory, "options_model", None) or NoOptions
+        if not (isinstance(options_model, type) and issubclass(options_model, BaseModel)):
+            raise TypeError(f"{self.kind} '{name}': options_model must be a pydantic BaseModel subclass, got {options_model!r}")
         if not description and getattr(factory, "__doc__", None):
             description = factory.__doc__.strip().splitlines()[0]
-        self._entries[name] = RegistryEntry(
-            name=name,
-            factory=factory,
-            origin=origin,
-            description=description,
-            options_model=options_model or getattr(factory, "options_model", None) or NoOptions,
-            extra=dict(extra),
-        )
+        self.adopt(RegistryEntry(name=name, factory=factory, origin=origin, description=description,
+                                 options_model=options_model))
         return factory
+
+    def adopt(self, entry: RegistryEntry[T]) -> None:
+        """Add an entry checked elsewhere (a plugin's staging registry, committed after its hook succeeded)."""
+        if entry.name in self._entries:
+            first = self._entries[entry.name].origin
+            raise DuplicateComponentError(
+                f"{self.kind} '{entry.name}' is registered twice: first by {first}, again by {entry.origin}; "
+                f"block one of the plugins (plugins.block in the config or ADAMML_BLOCK_PLUGINS)"
+            )
+        self._entries[entry.name] = entry
 
     def get(self, name: str) -> RegistryEntry[T]:
         try:

@@ -17,15 +17,28 @@ def register(app: typer.Typer) -> None:
 
 
 def load_resolved(path: Path, overrides: list[str] | None):
-    """Load, override, validate and resolve against the registries: everything a command needs before work."""
-    from adamml_core.config import load_config, resolve_config
-    from adamml_core.plugins import load_plugins
+    """Load, override, validate and resolve against the registries: everything a command needs before work.
 
-    cfg = load_config(path, overrides)
-    system = load_plugins(block=cfg.plugins.block) if cfg.plugins.block else None
-    from adamml_core.plugins import components
+    The plugins are loaded after the config is read, so that its ``plugins.block``
+    keeps a blocked plugin from being imported at all; the registries used are
+    ``adamml_cli.session.components_for(cfg)``. The training recipe is checked too.
+    """
+    return load_resolved_with_components(path, overrides)[0]
 
-    return resolve_config(cfg, system.components if system else components())
+
+def load_resolved_with_components(path: Path, overrides: list[str] | None):
+    """(resolved config, the registries it was resolved with); the training recipe checked too."""
+    from adamml_core.config import resolve_config
+    from adamml_core.engine.recipe import check_recipe
+
+    from adamml_cli.output import err_console
+    from adamml_cli.session import load_config_and_components
+
+    cfg, components = load_config_and_components(path, overrides)
+    cfg = resolve_config(cfg, components)
+    for note in check_recipe(cfg, components):  # stage/fusion mismatches etc., before any work
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    return cfg, components
 
 
 @config_app.command("show")

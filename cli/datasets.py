@@ -58,10 +58,10 @@ def datasets(
     """List registered datasets with their class count and metric (or run a subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
-    from adamml_core.plugins import components
+    from adamml_cli.session import plugin_system
 
     with user_errors():
-        rows = describe_datasets(components())
+        rows = describe_datasets(plugin_system().components)
     if json_output:
         emit_json({"datasets": rows})
         return
@@ -92,16 +92,15 @@ def check(
 
     Exit 0 when training could start (everything found, or dataset.allow_missing and something found), 1 otherwise.
     """
-    from adamml_core.config import load_config
     from adamml_core.dataset_scan import scan_dataset
-    from adamml_core.plugins import components, load_plugins
+
+    from adamml_cli.session import load_config_and_components
 
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise typer.BadParameter(f"unknown split(s) {unknown}; splits: {', '.join(SPLITS)}", param_hint="--split")
     with user_errors():
-        cfg = load_config(config, overrides)
-        comps = load_plugins(block=cfg.plugins.block).components if cfg.plugins.block else components()
+        cfg, comps = load_config_and_components(config, overrides)
         dataset = comps.datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
         reports = scan_dataset(dataset, splits, probe=probe, max_examples=examples, progress=not json_output, workers=workers)
     ready = all(r.complete or (cfg.dataset.allow_missing and r.found > 0) for r in reports.values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from adamml_cli.output import console, emit_json, table, user_errors
+from adamml_cli.output import console, emit_json, err_console, table, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -12,8 +12,11 @@ def register(app: typer.Typer) -> None:
 
 
 def plugins(json_output: bool = typer.Option(False, "--json", help="print one JSON document")) -> None:
-    """List registered components by kind (name, plugin, distribution, description) and the plugins."""
-    from adamml_core.plugins import plugin_system
+    """List registered components by kind (name, plugin, distribution, description) and the plugins.
+
+    A plugin that failed (import, hook, duplicate name) is listed with its error; the others still load.
+    """
+    from adamml_cli.session import plugin_system
 
     with user_errors():
         system = plugin_system()
@@ -43,5 +46,9 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="print one JS
         for e in registry
     ]
     console.print(table("Registered components", ["kind", "name", "plugin", "distribution", "description"], rows))
-    prow = [[p.name, p.distribution, p.module, p.status, p.error or ", ".join(p.hooks)] for p in system.plugins]
+    prow = [[p.name, p.distribution, p.module, p.status, "; ".join([p.error] + p.problems if p.error else p.problems)
+             or ", ".join(p.hooks)] for p in system.plugins]
     console.print(table("Plugins (entry-point group 'adamml')", ["plugin", "distribution", "module", "status", "hooks / error"], prow))
+    if system.failed:
+        err_console.print(f"[yellow]{len(system.failed)} plugin(s) reported problems[/]: "
+                          + ", ".join(p.name for p in system.failed), highlight=False)

@@ -2,8 +2,13 @@
 
 Both run frame by frame on ``[N, T, C, H, W]`` clips (or on ``[N, C, H, W]``
 spectrograms/images), shrink T with temporal max-pooling between stages, and
-average what is left over time. ``num_classes=None`` turns either into a feature
-extractor with a ``feature_dim`` attribute (the policy's branches).
+average what is left over time. Each is an encoder plus a classifier head:
+``encode(x) -> [N, feature_dim]`` (the frame-averaged feature) and
+``head(features) -> [N, num_classes]``; ``forward`` is ``head(encode(x))``.
+``num_classes=None`` makes the head the identity, i.e. a feature extractor with a
+``feature_dim`` attribute (the policy's branches). The method is ``encode``, not
+``features``, because torchvision's MobileNetV2 already uses ``features`` for its
+convolutional trunk (and its state-dict keys).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import Conv2dNormActivation
 
 from adamml_core import hookimpl
-from adamml_core.models.temporal import TemporalMaxPool, average_frames, fold_frames
+from adamml_plugins.temporal import TemporalMaxPool, average_frames, fold_frames
 from adamml_plugins.backbone_layers import load_pretrained, replace_first_conv
 
 RESNET_LAYERS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
@@ -92,7 +97,8 @@ class ResNetTSN(ResNet):
             self.inplanes = self.width  # stage 1 starts from the (scaled) stem
         return super()._make_layer(block, planes * self.width // 64, blocks, stride=stride, dilate=dilate)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, T, C, H, W]`` (or ``[N, C, H, W]``) -> frame-averaged features ``[N, feature_dim]``."""
         x, frames = fold_frames(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer1(x)
@@ -101,8 +107,14 @@ class ResNetTSN(ResNet):
                 x, frames = self.temporal_pools[i](x, frames)
             x = stage(x)
         x = torch.flatten(self.avgpool(x), 1)
-        x = average_frames(x, frames)
-        return self.fc(self.dropout(x))
+        return average_frames(x, frames)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features ``[N, feature_dim]`` -> logits (the identity for a feature extractor)."""
+        return self.fc(self.dropout(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(x))
 
 
 class MobileNetV2TSN(MobileNetV2):
@@ -133,14 +145,22 @@ class MobileNetV2TSN(MobileNetV2):
             self.classifier = nn.Identity()
         self.num_classes = num_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, T, C, H, W]`` (or ``[N, C, H, W]``) -> frame-averaged features ``[N, feature_dim]``."""
         x, frames = fold_frames(x)
         for i, block in enumerate(self.features):
             if str(i) in self.temporal_pools:
                 x, frames = self.temporal_pools[str(i)](x, frames)
             x = block(x)
         x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return self.classifier(average_frames(x, frames))
+        return average_frames(x, frames)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Features ``[N, feature_dim]`` -> logits (the identity for a feature extractor)."""
+        return self.classifier(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encode(x))
 
 
 def build_resnet_tsn(options: ResNetTSNOptions, *, input_shape: tuple[int, ...], num_classes: int | None) -> nn.Module:

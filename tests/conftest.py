@@ -9,7 +9,10 @@ from plugin_dist import PLUGIN_SOURCE, install_on_path, write_dist_info
 def grayscale_plugin(tmp_path, monkeypatch):
     """The example third-party distribution under tests/plugin_distribution, made discoverable."""
     site = tmp_path / "site"
-    write_dist_info(site, "adamml-grayscale", "0.1.0", {"grayscale": "adamml_grayscale"})
+    write_dist_info(site, "adamml-grayscale", "0.1.0", {"grayscale": "adamml_grayscale",
+                                                        "grayscale_recipe": "adamml_grayscale.recipe",
+                                                        "grayscale_frames": "adamml_grayscale.frames_source",
+                                                        "grayscale_thumbs": "adamml_grayscale.cached_modality"})
     install_on_path(monkeypatch, site, PLUGIN_SOURCE)
     return site
 

@@ -145,3 +145,28 @@ def test_backbones_are_registered_and_unknown_names_list_the_known():
         registry.build("resnet51_tsn", {}, input_shape=(2, 3, 32, 32), num_classes=3)
     with pytest.raises(ValueError, match="depth"):
         registry.build("resnet50_tsn", {"depth": 101}, input_shape=(2, 3, 32, 32), num_classes=3)
+
+
+@pytest.mark.parametrize("make", [tiny_resnet, tiny_mobilenet], ids=["resnet50_tsn", "mobilenet_v2"])
+def test_backbones_are_an_encoder_plus_a_classifier_head(make):
+    net = make((4, 3, 32, 32), num_classes=5)
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        features = net.encode(x)
+        assert features.shape == (2, net.feature_dim)
+        assert torch.equal(net.head(features), net(x))  # forward is exactly head(encode(x))
+        assert net.head(features).shape == (2, 5)
+        extractor = make((4, 3, 32, 32), num_classes=None)
+        extractor.load_state_dict({k: v for k, v in net.state_dict().items() if k in extractor.state_dict()})
+        assert torch.equal(extractor(x), features)  # no classes: the head is the identity
+
+
+def test_temporal_pooling_lives_with_the_backbones_not_in_the_core():
+    import importlib.util
+
+    from adamml_plugins.temporal import pooled_length, temporal_max_pool
+
+    assert importlib.util.find_spec("adamml_core.models.temporal") is None
+    x = torch.arange(8.0).view(8, 1, 1, 1)
+    pooled = temporal_max_pool(x, 8)
+    assert pooled.shape[0] == pooled_length(8) == 4 and pooled.flatten().tolist() == [1.0, 3.0, 5.0, 7.0]

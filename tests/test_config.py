@@ -108,3 +108,37 @@ def test_resolve_fills_defaults_and_validates_plugin_options(grayscale_plugin, t
         resolve_config(load_config(write(tmp_path, BASE), ["dataset.name=clips"]), components)
     with pytest.raises(ConfigError, match=r"dataset.options.classes"):
         resolve_config(load_config(write(tmp_path, BASE), ["dataset.options.classes=3"]), components)
+
+
+def test_modality_without_default_networks_is_a_one_line_error_naming_the_keys(grayscale_plugin, tmp_path):
+    from adamml_core import hookimpl
+    from adamml_core.modality import Modality
+
+    class BareModality(Modality):
+        """A modality that names no networks of its own."""
+
+    class NoPolicyNet(Modality):
+        """A modality with a recognition network only."""
+
+        default_backbone = {"name": "tiny_cnn"}
+
+    class Plugin:
+        @hookimpl
+        def register_modalities(register):
+            register("bare", BareModality)
+            register("half", NoPolicyNet)
+
+    components = load_plugins(extra=[("bare_plugin", Plugin)]).components
+    data = dict(BASE, modalities=["bare"])
+    with pytest.raises(ConfigError) as info:
+        resolve_config(load_config(write(tmp_path, data)), components)
+    msg = str(info.value)
+    assert msg.startswith("recognition.bare.backbone: not set")
+    assert "modality 'bare' (plugin bare_plugin (in-process))" in msg and "default_backbone" in msg
+    assert "\n" not in msg
+    with pytest.raises(ConfigError, match=r"^policy\.backbones\.half: not set.*default_policy_backbone.*set policy\.backbones\.half\.name"):
+        resolve_config(load_config(write(tmp_path, dict(BASE, modalities=["half"]))), components)
+    # naming the networks in the config is enough
+    named = dict(BASE, modalities=["bare"], recognition={"bare": {"backbone": {"name": "tiny_cnn"}}},
+                 policy={"backbones": {"bare": {"name": "tiny_cnn"}}})
+    assert resolve_config(load_config(write(tmp_path, named)), components).recognition["bare"].backbone.name == "tiny_cnn"

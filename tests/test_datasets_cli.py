@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
+
+from dataset_helpers import cli_runner
 
 
 @pytest.fixture(scope="module")
 def cli():
-    from adamml_cli.app import build_app
-
-    app = build_app()
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
+    return cli_runner()
 
 
 def test_datasets_lists_class_counts_and_metrics(cli):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from adamml_core.config import ConfigError
+from dataset_helpers import ANNOTATIONS, class_names, place
 from adamml_plugins.datasets.activitynet import ActivityNet, ActivityNetOptions
 from adamml_plugins.datasets.common import AnnotationError, read_class_list, shipped_annotation
 from adamml_plugins.datasets.fcvid import FCVID, FCVIDOptions
@@ -22,23 +23,6 @@ from adamml_plugins.datasets.kinetics_sounds import (
     KineticsSoundsOptions,
 )
 from adamml_plugins.datasets.mini_sports1m import MiniSports1M, MiniSports1MOptions, make_split, read_partition
-
-ANNOTATIONS = Path(__file__).resolve().parent.parent / "plugins" / "annotations"
-
-
-def names(file: str) -> list[str]:
-    """The class names of a shipped list, read without the plugin's parser."""
-    lines = [l.strip() for l in (ANNOTATIONS / file).read_text().splitlines() if l.strip()]
-    if "," in lines[0] and lines[0].split(",", 1)[0].isdigit():
-        return [l.split(",", 1)[1] for l in sorted(lines, key=lambda l: int(l.split(",", 1)[0]))]
-    return lines
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
-
 
 # --------------------------------------------------------------------------- class lists and mapping
 
@@ -55,7 +39,7 @@ def touch(path: Path) -> Path:
 def test_class_lists_round_trip(cls, count, file):
     dataset = cls(cls.options_model())
     assert dataset.num_classes == count
-    assert dataset.class_names() == names(file)
+    assert dataset.class_names() == class_names(file)
     for index, name in enumerate(dataset.class_names()):
         assert dataset.classes.index_of(name, where="test") == index
         assert dataset.classes.name_of(index) == name
@@ -91,7 +75,7 @@ def test_annotation_error_is_a_config_error():
 
 
 def activitynet_json(path: Path) -> dict[str, tuple[str, list[str]]]:
-    classes = names("activitynet_v1.3_classes.txt")
+    classes = class_names("activitynet_v1.3_classes.txt")
     videos = {
         "JDg--pjY5gg": ("training", [classes[10], classes[10]]),
         "PLek2e8NlKc": ("training", [classes[82], classes[3]]),
@@ -117,8 +101,8 @@ def activitynet_json(path: Path) -> dict[str, tuple[str, list[str]]]:
 def test_activitynet_official_json(tmp_path):
     ann = tmp_path / "activity_net.v1-3.min.json"
     activitynet_json(ann)
-    touch(tmp_path / "videos" / "v_JDg--pjY5gg.mp4")
-    touch(tmp_path / "videos" / "PLek2e8NlKc.mkv")
+    place(tmp_path / "videos" / "v_JDg--pjY5gg.mp4")
+    place(tmp_path / "videos" / "PLek2e8NlKc.mkv")
     ds = ActivityNet(ActivityNetOptions(root=tmp_path / "videos", annotation_file=ann))
     train = {r.video_id: r for r in ds.records("train")}
     assert set(train) == {"JDg--pjY5gg", "PLek2e8NlKc"}
@@ -173,7 +157,7 @@ def test_file_patterns_are_validated():
 
 
 def fcvid_official(tmp_path: Path) -> tuple[Path, Path, dict]:
-    classes = names("fcvid_classes.txt")
+    classes = class_names("fcvid_classes.txt")
     videos = [
         (f"{classes[80]}/GKkdySujico.mp4", "train", [80]),
         (f"{classes[40]}/FrmhHXEQ7P8.mkv", "test", [40, 41]),
@@ -190,9 +174,9 @@ def fcvid_official(tmp_path: Path) -> tuple[Path, Path, dict]:
 def test_fcvid_official(tmp_path):
     split, label, videos = fcvid_official(tmp_path)
     root = tmp_path / "videos"
-    guitar = names("fcvid_classes.txt")[80]
-    touch(root / guitar / "GKkdySujico.mp4")
-    touch(root / "FrmhHXEQ7P8.mkv")  # flat layout: the second pattern
+    guitar = class_names("fcvid_classes.txt")[80]
+    place(root / guitar / "GKkdySujico.mp4")
+    place(root / "FrmhHXEQ7P8.mkv")  # flat layout: the second pattern
     ds = FCVID(FCVIDOptions(root=root, split_file=split, label_file=label))
     train = {r.video_id: r for r in ds.records("train")}
     test = {r.video_id: r for r in ds.records("val")}
@@ -212,7 +196,7 @@ def test_fcvid_official_rows_must_align(tmp_path):
 
 
 def test_fcvid_list_format(tmp_path):
-    classes = names("fcvid_classes.txt")
+    classes = class_names("fcvid_classes.txt")
     lst = tmp_path / "fcvid_test_list.txt"
     lst.write_text(f"{classes[80]}/GKkdySujico,577,80\n{classes[33]}/FrmhHXEQ7P8,1318,33,34\n")
     ds = FCVID(FCVIDOptions(root=tmp_path, val_list=lst))
@@ -238,7 +222,7 @@ def test_mini_sports1m_partition_formats(tmp_path):
     )
     js = tmp_path / "test.json"
     js.write_text(json.dumps([{"id": "CCCCCCCCCCC", "duration": 30, "label487": [7, 7, 3]}]))
-    touch(tmp_path / "v" / "tKuPr1k4vbA.mp4")
+    place(tmp_path / "v" / "tKuPr1k4vbA.mp4")
     ds = MiniSports1M(MiniSports1MOptions(root=tmp_path / "v", train_list=lst, val_list=js))
     assert [(r.video_id, r.labels) for r in ds.records("train")] == [
         ("tKuPr1k4vbA", (5, 12)),
@@ -247,7 +231,7 @@ def test_mini_sports1m_partition_formats(tmp_path):
     ]
     assert ds.records("train")[0].path == tmp_path / "v" / "tKuPr1k4vbA.mp4"
     assert [(r.video_id, r.labels) for r in ds.records("val")] == [("CCCCCCCCCCC", (3, 7))]
-    assert ds.class_names()[ds.records("train")[1].labels[0]] == names("sports1m_labels.txt")[486]
+    assert ds.class_names()[ds.records("train")[1].labels[0]] == class_names("sports1m_labels.txt")[486]
     with pytest.raises(AnnotationError, match="make-split"):
         MiniSports1M(MiniSports1MOptions()).records("val")
 
@@ -294,7 +278,7 @@ def test_make_split_reports_short_classes(tmp_path):
     partition.write_text("AAAAAAAAAAA 0\nBBBBBBBBBBB 0\nCCCCCCCCCCC 1\n")
     summary = make_split(partition, tmp_path / "o", seed=0)
     assert summary["train"] == 3 and summary["test"] == 0
-    assert summary["classes_short"][names("sports1m_labels.txt")[0]] == 2
+    assert summary["classes_short"][class_names("sports1m_labels.txt")[0]] == 2
     assert len(summary["classes_short"]) == 487  # every class is short of 40 here
 
 
@@ -302,8 +286,8 @@ def test_make_split_reports_short_classes(tmp_path):
 
 
 def test_l3_names_map_to_kinetics400():
-    k400 = names("kinetics_sounds_31_classes.txt")
-    l3 = names("kinetics_sounds_l3_34_classes.txt")
+    k400 = class_names("kinetics_sounds_31_classes.txt")
+    l3 = class_names("kinetics_sounds_l3_34_classes.txt")
     assert len(k400) == 31 and len(l3) == 34
     mapped = {L3_TO_KINETICS400.get(n, n) for n in l3 if n not in L3_NOT_IN_KINETICS400}
     assert mapped == set(k400)
@@ -313,7 +297,7 @@ def test_l3_names_map_to_kinetics400():
 
 
 def test_kinetics_sounds_filter_on_the_real_val_csv():
-    kinetics_sounds = set(names("kinetics_sounds_31_classes.txt"))
+    kinetics_sounds = set(class_names("kinetics_sounds_31_classes.txt"))
     with (ANNOTATIONS / "kinetics-400_val.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["label"] in kinetics_sounds]
     records = KineticsSounds(KineticsSoundsOptions()).records("val")
@@ -323,7 +307,7 @@ def test_kinetics_sounds_filter_on_the_real_val_csv():
         per_class[r["label"]] = per_class.get(r["label"], 0) + 1
     got = {}
     for r in records:
-        got[names("kinetics_sounds_31_classes.txt")[r.labels[0]]] = got.get(names("kinetics_sounds_31_classes.txt")[r.labels[0]], 0) + 1
+        got[class_names("kinetics_sounds_31_classes.txt")[r.labels[0]]] = got.get(class_names("kinetics_sounds_31_classes.txt")[r.labels[0]], 0) + 1
     assert got == per_class and len(got) == 31
     first = rows[0]
     assert records[0].video_id == f"{first['youtube_id']}_{int(first['time_start']):06d}_{int(first['time_end']):06d}"
@@ -339,8 +323,8 @@ def test_kinetics_csv_with_l3_names_and_file_layouts(tmp_path):
         '"tap dancing",ddddddddddd,100,110,val,0\n'  # another split's row
     )
     root = tmp_path / "videos"
-    touch(root / "aaaaaaaaaaa_000001_000011.mp4")  # trimmed clip
-    touch(root / "bbbbbbbbbbb.mp4")  # the full YouTube video: the window is applied
+    place(root / "aaaaaaaaaaa_000001_000011.mp4")  # trimmed clip
+    place(root / "bbbbbbbbbbb.mp4")  # the full YouTube video: the window is applied
     ds = KineticsSounds(KineticsSoundsOptions(root=root, train_csv=csv_path))
     records = ds.records("train")
     assert [r.labels[0] for r in records] == [
@@ -368,8 +352,8 @@ def test_folder_dataset_with_split_dirs_and_holdout(tmp_path):
     for split, n in (("train", 3), ("val", 1)):
         for cls in ("dog", "cat"):
             for i in range(n):
-                touch(tmp_path / split / cls / f"{cls}{i}.mp4")
-    touch(tmp_path / "train" / "cat" / "notes.txt")
+                place(tmp_path / split / cls / f"{cls}{i}.mp4")
+    place(tmp_path / "train" / "cat" / "notes.txt")
     ds = FolderDataset(FolderOptions(root=tmp_path, split_dirs={"train": "train", "val": "val"}))
     assert ds.class_names() == ["cat", "dog"]
     train = ds.records("train")
@@ -388,7 +372,7 @@ def test_csv_list_dataset(tmp_path):
     classes.write_text("0,cat\n1,dog\n2,bird\n")
     lst = tmp_path / "train.csv"
     lst.write_text("path,label\nclips/a.mp4,cat\nclips/b,2\nclips/c,dog,bird\n")
-    touch(tmp_path / "clips" / "b.mkv")
+    place(tmp_path / "clips" / "b.mkv")
     with pytest.raises(AnnotationError, match="multi_label is false"):
         CSVListDataset(CSVListOptions(root=tmp_path, class_list=classes, train_list=lst)).records("train")
     ds = CSVListDataset(CSVListOptions(root=tmp_path, class_list=classes, train_list=lst, multi_label=True))

@@ -4,24 +4,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from adamml_core.dataset_scan import MissingVideosError, check_records, probe_video, scan_records
 from adamml_core.datasets import VideoRecord
+from dataset_helpers import class_names, cli_runner, place
 from media_factory import write_garbage, write_video
-
-ANNOTATIONS = Path(__file__).resolve().parent.parent / "plugins" / "annotations"
-
-
-def class_names(file: str) -> list[str]:
-    lines = [l.strip() for l in (ANNOTATIONS / file).read_text().splitlines() if l.strip()]
-    return [l.split(",", 1)[1] if l.split(",", 1)[0].isdigit() else l for l in lines]
-
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
@@ -34,10 +25,8 @@ def media(tmp_path_factory):
     }
 
 
-def place(media, kind: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(media[kind], path)
-    return path
+def put(media, kind: str, path: Path) -> Path:
+    return place(path, media[kind])
 
 
 def test_probe_video(media, tmp_path):
@@ -50,10 +39,10 @@ def test_probe_video(media, tmp_path):
 
 def test_scan_and_check_records(media, tmp_path):
     records = [
-        VideoRecord("a", place(media, "av", tmp_path / "a.mp4"), (0,)),
-        VideoRecord("b", place(media, "silent", tmp_path / "b.mp4"), (1,)),
+        VideoRecord("a", put(media, "av", tmp_path / "a.mp4"), (0,)),
+        VideoRecord("b", put(media, "silent", tmp_path / "b.mp4"), (1,)),
         VideoRecord("c", tmp_path / "c.mp4", (1,)),
-        VideoRecord("d", place(media, "garbage", tmp_path / "d.mp4"), (0,)),
+        VideoRecord("d", put(media, "garbage", tmp_path / "d.mp4"), (0,)),
     ]
     usable, report = scan_records(records, split="train")
     assert [r.video_id for r in usable] == ["a", "b"]
@@ -84,15 +73,7 @@ def test_scan_and_check_records(media, tmp_path):
 
 @pytest.fixture(scope="module")
 def cli():
-    from adamml_cli.app import build_app
-
-    app = build_app()
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(app, list(args))
-
-    return run
+    return cli_runner()
 
 
 def write_config(tmp_path: Path, dataset: str, options: dict, allow_missing: bool = False) -> Path:
@@ -109,8 +90,8 @@ def write_config(tmp_path: Path, dataset: str, options: dict, allow_missing: boo
 
 def layout_activitynet(tmp_path, media):
     root = tmp_path / "anet"
-    place(media, "av", root / "v_JDg--pjY5gg.mp4")
-    place(media, "silent", root / "PLek2e8NlKc.mkv")
+    put(media, "av", root / "v_JDg--pjY5gg.mp4")
+    put(media, "silent", root / "PLek2e8NlKc.mkv")
     (tmp_path / "train.txt").write_text("v_JDg--pjY5gg,100,10\nv_PLek2e8NlKc,80,82,3\n")
     (tmp_path / "val.txt").write_text("v__uOfIm1tFcI,90,180\n")
     options = {"root": root, "train_list": tmp_path / "train.txt", "val_list": tmp_path / "val.txt"}
@@ -124,9 +105,9 @@ def layout_fcvid(tmp_path, media):
     root = tmp_path / "fcvid"
     names = [f"{classes[80]}/GKkdySujico.mp4", f"{classes[40]}/FrmhHXEQ7P8.mp4", f"{classes[3]}/QJXm0oojR4g.mp4", f"{classes[3]}/abcdefghijk.mp4"]
     tags = ["train", "train", "test", "test"]
-    place(media, "av", root / names[0])
-    place(media, "av", root / "FrmhHXEQ7P8.mp4")  # flat
-    place(media, "garbage", root / names[2])
+    put(media, "av", root / names[0])
+    put(media, "av", root / "FrmhHXEQ7P8.mp4")  # flat
+    put(media, "garbage", root / names[2])
     (tmp_path / "split.txt").write_text("".join(f"{n} {t}\n" for n, t in zip(names, tags)))
     (tmp_path / "label.txt").write_text("".join("\t".join("1" if i in (j, 7) else "0" for i in range(239)) + "\n" for j in (80, 40, 3, 3)))
     options = {"root": root, "split_file": tmp_path / "split.txt", "label_file": tmp_path / "label.txt"}
@@ -137,8 +118,8 @@ def layout_fcvid(tmp_path, media):
 
 def layout_mini_sports1m(tmp_path, media):
     root = tmp_path / "ms"
-    place(media, "av", root / "tKuPr1k4vbA.mp4")
-    place(media, "silent", root / "AAAAAAAAAAA.webm")
+    put(media, "av", root / "tKuPr1k4vbA.mp4")
+    put(media, "silent", root / "AAAAAAAAAAA.webm")
     (tmp_path / "train.txt").write_text("https://www.youtube.com/watch?v=tKuPr1k4vbA 5,12\nAAAAAAAAAAA 486\nBBBBBBBBBBB 3\n")
     (tmp_path / "test.txt").write_text("https://www.youtube.com/watch?v=tKuPr1k4vbA 5\n")
     options = {"root": root, "train_list": tmp_path / "train.txt", "val_list": tmp_path / "test.txt"}
@@ -149,8 +130,8 @@ def layout_mini_sports1m(tmp_path, media):
 
 def layout_kinetics_sounds(tmp_path, media):
     root = tmp_path / "kin"
-    place(media, "av", root / "aaaaaaaaaaa_000001_000011.mp4")
-    place(media, "av", root / "bbbbbbbbbbb.mp4")
+    put(media, "av", root / "aaaaaaaaaaa_000001_000011.mp4")
+    put(media, "av", root / "bbbbbbbbbbb.mp4")
     header = "label,youtube_id,time_start,time_end,split,is_cc\n"
     (tmp_path / "train.csv").write_text(
         header + '"playing drums",aaaaaaaaaaa,1,11,train,0\n"blowing out",bbbbbbbbbbb,30,40,train,0\n'
@@ -166,9 +147,9 @@ def layout_kinetics_sounds(tmp_path, media):
 def layout_folder(tmp_path, media):
     root = tmp_path / "own"
     for split in ("train", "val"):
-        place(media, "av", root / split / "cat" / "c1.mp4")
-        place(media, "silent", root / split / "dog" / "d1.mp4")
-    place(media, "garbage", root / "train" / "dog" / "broken.mp4")
+        put(media, "av", root / split / "cat" / "c1.mp4")
+        put(media, "silent", root / split / "dog" / "d1.mp4")
+    put(media, "garbage", root / "train" / "dog" / "broken.mp4")
     options = {"root": root, "split_dirs": {"train": "train", "val": "val"}}
     expected = {"train": dict(total=3, found=2, missing=0, unreadable=1, without_audio=1),
                 "val": dict(total=2, found=2, missing=0, unreadable=0, without_audio=1)}
@@ -177,7 +158,7 @@ def layout_folder(tmp_path, media):
 
 def layout_csv_list(tmp_path, media):
     root = tmp_path / "lst"
-    place(media, "av", root / "x" / "one.mp4")
+    put(media, "av", root / "x" / "one.mp4")
     (tmp_path / "classes.txt").write_text("cat\ndog\n")
     (tmp_path / "train.csv").write_text("x/one,cat\nx/two.mp4,dog\n")
     (tmp_path / "val.csv").write_text("x/one.mp4,1\n")
@@ -237,7 +218,7 @@ def test_datasets_check_rejects_unknown_splits(cli, media, tmp_path):
 
 def test_probing_on_threads_keeps_record_order(media, tmp_path):
     kinds = ["av", "garbage", "silent", "av", "garbage", "silent"] * 3
-    records = [VideoRecord(str(i), place(media, k, tmp_path / f"{i}.mp4"), (0,)) for i, k in enumerate(kinds)]
+    records = [VideoRecord(str(i), put(media, k, tmp_path / f"{i}.mp4"), (0,)) for i, k in enumerate(kinds)]
     records.insert(5, VideoRecord("gone", tmp_path / "gone.mp4", (0,)))
     usable, report = scan_records(records, workers=4)
     assert [r.video_id for r in usable] == [str(i) for i, k in enumerate(kinds) if k != "garbage"]

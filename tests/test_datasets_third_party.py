@@ -3,7 +3,6 @@ entry point (a *.dist-info on sys.path, as an installer would write it), listed,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -67,25 +66,11 @@ def test_adamml_datasets_lists_the_example(example_site):
         "activitynet": 200, "fcvid": 239, "mini_sports1m": 487, "kinetics_sounds": 31}
 
 
-def _trainer_available() -> bool:
-    try:
-        return importlib.util.find_spec("adamml_core.engine.trainer") is not None and hasattr(
-            __import__("adamml_core.engine.trainer", fromlist=["Trainer"]), "Trainer"
-        )
-    except Exception:  # noqa: BLE001 - an engine that does not import yet is "not available"
-        return False
-
-
 def test_train_one_step_on_the_example_dataset(example_site, manifest, tmp_path):
-    if not _trainer_available():
-        pytest.skip("adamml_core.engine.trainer.Trainer (ENGINE helper) is not there yet: nothing to train with")
     from adamml_core.engine.experiment import build_experiment
     from adamml_core.engine.trainer import Trainer
 
-    comps = load_plugins().components
-    missing = [n for n, reg in (("rgb", comps.modalities), ("resnet50_tsn", comps.backbones), ("mobilenet_v2", comps.backbones), ("weighted", comps.fusions)) if n not in reg]
-    if missing:
-        pytest.skip(f"components not registered yet: {missing}")
+    comps = load_plugins(strict=True).components
     cfg = validate_config({
         "name": "example_dataset_one_step",
         "dataset": {"name": "json_manifest", "options": {"manifest": str(manifest)}, "allow_missing": True},

@@ -56,7 +56,7 @@ def test_unknown_backbone_fails_with_the_known_ones(components):
     with pytest.raises(ConfigError, match=r"recognition\.tinyframes\.backbone\.name: unknown backbone 'resnet_tsm'; registered: .*mobilenet_v2, resnet50_tsn"):
         build_system(cfg, NUM_CLASSES, components)
     cfg = tiny_config(("tinyframes",), fusion={"name": "concat"})
-    with pytest.raises(ConfigError, match="unknown fusion method 'concat'.*average, max, weighted"):
+    with pytest.raises(ConfigError, match="unknown fusion method 'concat'; registered: average, .*max, .*weighted"):
         build_system(cfg, NUM_CLASSES, components)
 
 
@@ -263,3 +263,38 @@ def test_cuda_training_step_selected_path_and_autocast(components):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             amp = system.forward_selected(gather_items(inputs, decisions, system.modalities), decisions)
         assert torch.isfinite(amp).all() and torch.allclose(amp.float(), masked, atol=0.1)
+
+
+def test_build_system_resolves_an_unresolved_config_once(components, monkeypatch):
+    import adamml_core.models.build as build
+
+    calls = []
+    real = build.resolve_config
+    monkeypatch.setattr(build, "resolve_config", lambda cfg, comps: calls.append(cfg) or real(cfg, comps))
+    cfg = tiny_config(("tinyframes", "tinymotion", "tinysound"))
+    assert not build.is_resolved(cfg)
+    build_system(cfg, NUM_CLASSES, components)
+    assert len(calls) == 1  # not once more per builder (views, every recognizer, the policy)
+    resolved_cfg = real(cfg, components)
+    calls.clear()
+    build_system(resolved_cfg, NUM_CLASSES, components)
+    assert calls == []
+
+
+def test_no_builder_falls_back_to_the_installed_plugins(components):
+    """Without ``components`` a builder must not quietly load every installed plugin (hidden global state)."""
+    import adamml_core.models.build as build
+    from adamml_core.config import resolve_config
+
+    cfg = resolve_config(tiny_config(("tinyframes",)), components)
+    mods = build.build_modalities(cfg, components)
+    calls = {
+        "resolve_config": lambda: resolve_config(cfg),
+        "build_modalities": lambda: build.build_modalities(cfg),
+        "build_policy_views": lambda: build.build_policy_views(cfg, mods),
+        "build_recognizer": lambda: build.build_recognizer(cfg, "tinyframes", mods["tinyframes"].segment_shape(), 3),
+        "build_system": lambda: build.build_system(cfg, NUM_CLASSES),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match="components"):
+            call()

@@ -66,3 +66,33 @@ def test_build_validates_options_with_the_component_model(registry):
 def test_empty_registry_message_points_to_plugins():
     with pytest.raises(UnknownComponentError, match="no dataset is registered"):
         Registry("dataset").get("kinetics")
+
+
+class LenientOptions(BaseModel):
+    """A plugin's model that forgot extra="forbid" (pydantic's default ignores unknown keys)."""
+
+    width: int = 4
+    depth: int = 2
+
+
+def test_an_options_typo_fails_even_when_the_plugin_model_ignores_extra_keys():
+    reg = Registry("backbone")
+    reg.register("lenient", make, origin=Origin("third", "thirdparty 1.0"), options_model=LenientOptions)
+    assert reg.build("lenient", {"width": 8}) == {"width": 8}
+    with pytest.raises(ComponentOptionsError) as info:
+        reg.build("lenient", {"widht": 8}, field_path="recognition.rgb.backbone.options")
+    msg = str(info.value)
+    assert "recognition.rgb.backbone.options.widht: unknown option" in msg
+    assert "depth, width" in msg  # names what the component does take
+
+
+def test_a_component_without_options_rejects_any():
+    reg = Registry("fusion method")
+    reg.register("plain", make, origin=Origin("third"))
+    with pytest.raises(ComponentOptionsError, match=r"fusion\.options\.weights: unknown option.*none"):
+        reg.build("plain", {"weights": [1, 2]}, field_path="fusion.options")
+
+
+def test_options_model_must_be_pydantic():
+    with pytest.raises(TypeError, match="options_model must be a pydantic BaseModel"):
+        Registry("backbone").register("odd", make, origin=Origin("third"), options_model=dict)

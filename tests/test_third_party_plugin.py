@@ -1,7 +1,9 @@
 """A plugin distribution outside adamml_core/ and plugins/ extends adamml with no core edit."""
 
 import json
+import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -79,3 +81,48 @@ def test_config_show_bad_value_is_one_line_naming_the_field(grayscale_plugin, tm
     assert len(lines) == 1 and "train.batch_size" in lines[0] and "integer" in lines[0]
     unknown = subprocess.run(adamml_command() + ["config", "validate", str(cfg), "fusion.name=firts_selected"], capture_output=True, text=True, env=env)
     assert unknown.returncode == 2 and "first_selected" in unknown.stderr
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "writing-a-plugin.md"
+
+
+def doc_blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def test_the_guide_example_plugin_works_as_written(one_thread):
+    """The guide's minimal plugin, executed from the page: it registers what it names, resolves, builds, runs."""
+    import types
+
+    import torch
+
+    from adamml_core.models.build import build_modalities, build_policy_views, build_system
+
+    (source,) = doc_blocks("python")
+    module = types.ModuleType("adamml_guide_example")
+    exec(compile(source, str(DOC), "exec"), module.__dict__)
+    system = load_plugins(extra=[("guide", module)], strict=True)
+    comps = system.components
+    assert comps.backbones.get("tiny_cnn").origin.plugin == "guide"  # the backbone it names is its own
+    (toml_block,) = doc_blocks("toml")
+    assert 'grayscale = "adamml_grayscale"' in toml_block
+    (yaml_block,) = doc_blocks("yaml")
+    data = {"dataset": {"name": "synthetic"}, "fusion": {"name": "weighted"},
+            "sampling": {"frames_per_segment": 2}, **yaml.safe_load(yaml_block)}
+    cfg = resolve_config(load_config_from(data), comps)
+    assert cfg.recognition["grayscale"].backbone.name == "tiny_cnn"
+    assert cfg.policy.backbones["grayscale"].options == {"features": 8}
+    cfg = resolve_config(load_config_from({**data, "modalities": ["grayscale"]}), comps)
+    mods = build_modalities(cfg, comps)
+    views = build_policy_views(cfg, mods, comps)
+    net = build_system(cfg, 3, comps, mods, views).eval()
+    assert mods["grayscale"].segment_shape() == (2, 1, 64, 64)
+    seg = Segment(index=0, frame_indices=(3, 7), fps=10.0, num_frames=50)
+    x = mods["grayscale"].load(FakeMedia(), seg, train=False)
+    p = mods["grayscale"].load_policy(FakeMedia(), seg, train=False)
+    assert tuple(x.shape) == mods["grayscale"].segment_shape() and tuple(p.shape) == views["grayscale"].policy_shape()
+    with torch.no_grad():
+        out = net({"grayscale": x[None, None]}, {"grayscale": p[None, None]})
+    assert out.logits.shape == (1, 3)
+    recognizer = net.recognizers["grayscale"]
+    assert torch.equal(recognizer.head(recognizer.encode(x[None])), recognizer(x[None]))

@@ -75,16 +75,23 @@ class TinyCNNOptions(BaseModel):
 
 
 class TinyCNN(nn.Module):
+    """An encoder (``encode``: frame-averaged features) plus a classifier head."""
+
     def __init__(self, in_channels: int, features: int, num_classes: int | None):
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(in_channels, features, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.feature_dim = features
-        self.head = nn.Linear(features, num_classes) if num_classes else nn.Identity()
+        self.classifier = nn.Linear(features, num_classes) if num_classes else nn.Identity()
+
+    def encode(self, x):
+        frames = x.flatten(0, 1) if x.dim() == 5 else x  # [N*T, C, H, W]
+        return self.body(frames).view(x.shape[0], -1, self.feature_dim).mean(1)
+
+    def head(self, features):
+        return self.classifier(features)
 
     def forward(self, x):
-        frames = x.flatten(0, 1) if x.dim() == 5 else x  # [N*T, C, H, W]
-        feats = self.body(frames).view(x.shape[0], -1, self.feature_dim).mean(1)
-        return self.head(feats)
+        return self.head(self.encode(x))
 
 
 def build_tiny_cnn(options: TinyCNNOptions, *, input_shape, num_classes):
