@@ -88,6 +88,11 @@ class PolicyConfig(StrictModel):
     hidden_size: PositiveInt = 256
     initial_temperature: PositiveFloat = 5.0
     temperature_decay: PositiveFloat = 0.965
+    final_temperature: PositiveFloat | None = Field(
+        None, description="anneal the Gumbel temperature geometrically from initial_temperature so that the last "
+        "epoch of a temperature-stepping stage (alternating) trains at this value (overrides temperature_decay); "
+        "null: multiply by temperature_decay every epoch (issue 13, experimental)"
+    )
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="inference: select when P(select) >= threshold (budget knob); null: argmax"
     )
@@ -103,6 +108,10 @@ class LossConfig(StrictModel):
         default_factory=dict, description="lambda_k per modality; a modality left out gets 1.0"
     )
     gamma: NonNegativeFloat = 10.0
+    efficiency_from_costs: PositiveFloat | None = Field(
+        None, description="derive lambda_k = this x counted per-segment cost of k's recognition network / the largest "
+        "one (overrides efficiency_weights); null: use efficiency_weights (issue 13, experimental)"
+    )
 
 
 class RuntimeConfig(StrictModel):

@@ -72,3 +72,46 @@ def adamml_loss(
     }
     return ce + efficiency, parts
 
+
+
+def segment_correct(segment_logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool = False) -> torch.Tensor:
+    """Bool ``[B, C, M]``: does each network alone rank a label first on each segment (``segment_logits [B, C, M, K]``)."""
+    top = segment_logits.detach().argmax(dim=-1)
+    if multi_label:
+        b = top.shape[0]
+        return target.view(b, -1).gather(1, top.view(b, -1)).view_as(top) > 0
+    return top == target.view(-1, 1, 1)
+
+
+def cheapest_sufficient(segment_logits: torch.Tensor, target: torch.Tensor, costs: torch.Tensor | None, *,
+                        multi_label: bool = False, cheapest_only: bool = True) -> torch.Tensor:
+    """Policy-distillation targets ``[B, C, M]`` 0/1 from the recognition networks' own per-segment correctness.
+
+    ``cheapest_only``: on each segment, the cheapest modality (by ``costs [M]``) whose network is right there;
+    ties in cost go to the earlier modality. Otherwise every modality whose network is right: a target each
+    policy branch can read from its own input. Nothing where no network is right: such a segment only dilutes
+    the fused prediction.
+    """
+    correct = segment_correct(segment_logits, target, multi_label=multi_label)
+    if not cheapest_only:
+        return correct.to(segment_logits.dtype)
+    if costs is None:
+        raise ValueError("the 'cheapest' target needs the per-segment costs of the recognition networks")
+    order = torch.argsort(torch.as_tensor(costs, device=correct.device).float(), stable=True)
+    chosen = torch.zeros_like(correct)
+    taken = torch.zeros_like(correct[..., 0])
+    for m in order.tolist():
+        chosen[..., m] = correct[..., m] & ~taken
+        taken = taken | correct[..., m]
+    return chosen.to(segment_logits.dtype)
+
+
+def lambdas_from_costs(scale: float, costs: dict[str, float], modalities: list[str]) -> torch.Tensor:
+    """``lambda_k = scale x cost_k / max cost`` in the order of ``modalities``.
+
+    The paper's fixed weights fit its networks' cost ratio (~47:1 RGB:audio); derived ones follow any networks.
+    """
+    cost = torch.tensor([float(costs[m]) for m in modalities], dtype=torch.float32)
+    if float(cost.max()) <= 0.0:
+        raise ValueError("loss.efficiency_from_costs: every counted recognition cost is 0; set loss.efficiency_weights")
+    return scale * cost / cost.max()

@@ -8,6 +8,8 @@ policy_        each policy branch + a temporary linear classifier on its own    
 pretrain       policy input, CE (stands in for the paper's ImageNet weights)    (not in paper)
 fusion         late-fusion weights over the frozen unimodal networks, CE;       train.fusion (not in paper)
                skipped when the fusion has no parameters (average, max)
+policy_        the whole policy, recognition frozen: BCE of each decision       train.policy_distill
+distill        towards the networks' own per-segment correctness (issue 13)     (not in paper)
 warmup         recognition networks + fusion behind the frozen policy, CE       train.warmup
 alternating    recognition pass (policy frozen, CE); ``policy_passes`` policy   train.alternating
                passes (recognition frozen, CE + the ``efficiency`` term);
@@ -28,8 +30,9 @@ from adamml_core import hookimpl
 from adamml_core.config import AlternatingConfig, StageConfig
 from adamml_core.engine.passes import batch_top1
 from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
-from adamml_core.losses import classification_loss, efficiency_loss, top1_correct
+from adamml_core.losses import classification_loss, efficiency_loss, lambdas_from_costs, top1_correct
 from adamml_core.registry import NoOptions
+from adamml_plugins.policy_distill import PolicyDistillStage
 
 # ----------------------------------------------------------------------------- pass forwards
 
@@ -109,17 +112,27 @@ class AdaptiveForward:
 class EfficiencyTerm:
     """AdaMML's efficiency cost: ``sum_k lambda_k mean_b(correct_b u_bk^2) + gamma mean_b(1 - correct_b)``.
 
-    lambda_k and gamma are ``loss.efficiency_weights`` and ``loss.gamma`` (see adamml_core/losses.py).
+    lambda_k are ``loss.efficiency_weights``, or, with ``loss.efficiency_from_costs``, that scale x the
+    counted per-segment recognition cost of k / the largest one; gamma is ``loss.gamma`` (see adamml_core/losses.py).
     """
 
     options_model = NoOptions
     needs = frozenset({"logits", "decisions"})
 
     def __init__(self, options: NoOptions, *, cfg: Any, modalities: list[str]):
-        self.lambdas = torch.tensor([cfg.efficiency_weight(m) for m in modalities])
+        self.modalities = list(modalities)
+        self.scale = cfg.loss.efficiency_from_costs
+        # only then does the trainer count costs for this term: today's runs stay exactly as they were
+        self.wants_costs = self.scale is not None
+        self.lambdas = None if self.wants_costs else torch.tensor([cfg.efficiency_weight(m) for m in modalities])
         self.gamma = cfg.loss.gamma
 
+    def bind_costs(self, costs: Any) -> None:
+        self.lambdas = lambdas_from_costs(self.scale, costs.recognition, self.modalities)
+
     def __call__(self, out: PassOutput, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.lambdas is None:
+            raise RuntimeError("loss.efficiency_from_costs is set but no cost model was bound to the efficiency term")
         multi_label = batch["target"].dim() > 1
         correct = top1_correct(out.logits, batch["target"], multi_label=multi_label)
         value = efficiency_loss(out.decisions, correct, self.lambdas, self.gamma)
@@ -258,6 +271,7 @@ def register_stages(register):
     register("unimodal", UnimodalStage)
     register("policy_pretrain", PolicyPretrainStage)
     register("fusion", FusionStage)
+    register("policy_distill", PolicyDistillStage)
     register("warmup", WarmupStage)
     register("alternating", AlternatingStage)
     register("finetune", FinetuneStage)

@@ -74,3 +74,61 @@ def test_multi_label_uses_bce_and_top1_in_the_label_set():
 def test_one_weight_per_modality_is_required():
     with pytest.raises(ValueError, match="one efficiency weight per modality"):
         efficiency_loss(DECISIONS, torch.ones(2), torch.tensor([1.0]), GAMMA)
+
+
+# ----------------------------------------------------------------------------- issue 13: policy distillation targets
+
+RIGHT, WRONG = [0.0, 0.0, 5.0], [5.0, 0.0, 0.0]  # label 2 ranked first / not
+# 1 video, 3 segments, 2 modalities (costs: first 4.0, second 1.0), 3 classes
+SEGMENT_LOGITS = torch.tensor([[[RIGHT, RIGHT], [RIGHT, WRONG], [WRONG, WRONG]]])
+
+
+def test_cheapest_target_is_the_cheapest_network_right_on_each_segment():
+    from adamml_core.losses import cheapest_sufficient
+
+    goal = cheapest_sufficient(SEGMENT_LOGITS, torch.tensor([2]), torch.tensor([4.0, 1.0]))
+    # both right: only the cheaper one; only the dear one right: it; none right: nothing
+    assert goal.tolist() == [[[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]]
+    # the order follows the costs, not the modality order
+    swapped = cheapest_sufficient(SEGMENT_LOGITS, torch.tensor([2]), torch.tensor([1.0, 4.0]))
+    assert swapped.tolist() == [[[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]]
+    # equal costs: the earlier modality
+    tied = cheapest_sufficient(SEGMENT_LOGITS, torch.tensor([2]), torch.tensor([1.0, 1.0]))
+    assert tied.tolist() == [[[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]]
+
+
+def test_multi_label_and_sufficient_targets():
+    from adamml_core.losses import cheapest_sufficient
+
+    multi = cheapest_sufficient(SEGMENT_LOGITS, torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([4.0, 1.0]), multi_label=True)
+    # class 0 is a label too: every top class is right, so the cheaper network everywhere
+    assert multi.tolist() == [[[0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]]
+    every = cheapest_sufficient(SEGMENT_LOGITS, torch.tensor([2]), None, cheapest_only=False)
+    assert every.tolist() == [[[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]]
+    with pytest.raises(ValueError, match="needs the per-segment costs"):
+        cheapest_sufficient(SEGMENT_LOGITS, torch.tensor([2]), None)
+
+
+def test_efficiency_lambdas_derived_from_counted_costs():
+    from adamml_core.losses import lambdas_from_costs
+
+    derived = lambdas_from_costs(0.25, {"a": 27.5, "b": 7.5}, ["b", "a"])
+    assert derived.tolist() == pytest.approx([0.25 * 7.5 / 27.5, 0.25])
+    with pytest.raises(ValueError, match="efficiency_from_costs"):
+        lambdas_from_costs(0.25, {"a": 0.0, "b": 0.0}, ["a", "b"])
+
+
+def test_final_temperature_anneals_geometrically_to_the_last_epoch():
+    from types import SimpleNamespace
+
+    from adamml_core.engine.temperature import next_temperature
+
+    p = SimpleNamespace(initial_temperature=5.0, final_temperature=0.5, temperature_decay=0.965)
+    temps = [5.0]
+    for epoch in range(3):  # 4 epochs: the temperatures they train at
+        temps.append(next_temperature(p, temps[-1], epoch, 4))
+    assert temps == pytest.approx([5.0, 5.0 * 0.1 ** (1 / 3), 5.0 * 0.1 ** (2 / 3), 0.5])
+    p.final_temperature = None  # today's schedule
+    assert next_temperature(p, 4.0, 0, 4) == pytest.approx(4.0 * 0.965)
+    p.final_temperature = 1.0  # a single epoch trains at the initial temperature
+    assert next_temperature(p, 5.0, 0, 1) == pytest.approx(1.0)

@@ -19,17 +19,27 @@ class TrainingHalted(RuntimeError):
     """Raised when ``halt_after_steps`` is reached: tests use it to stand for a killed run."""
 
 
+def _bind_costs(trainer: Any, users: list[Any]) -> None:
+    """Hand the counted cost model to each pass forward or loss term that sets ``wants_costs``."""
+    wanting = [u for u in users if getattr(u, "wants_costs", False)]
+    if wanting:
+        costs = trainer.evaluator.cost_model(trainer.system)  # counted once per experiment, off the RNG streams
+        for user in wanting:
+            user.bind_costs(costs)
+
+
 def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
     """Train ``pp`` from the trainer's position to its end (resumes mid-pass by skipping consumed batches)."""
-    from adamml_core.data import collate_batch
+    from adamml_core.segmented_dataset import collate_batch
 
     pos, cfg = trainer.position, trainer.cfg
+    terms = build_loss_terms(pp, cfg, trainer.exp.components, plan.name)
+    _bind_costs(trainer, [pp.forward, *terms])  # before configure_pass: counting resets the modules' train modes
     configure_pass(trainer.system, pp)
     dataset = trainer.dataset(pp.records, pp.load)
     dataset.set_epoch(trainer.dataset_epoch())
     loader, total = make_loader(dataset, trainer.loader_spec, stream=(plan.name, pos.pass_index), epoch=pos.epoch,
                                 train=True, start=pos.step, collate_fn=collate_batch)
-    terms = build_loss_terms(pp, cfg, trainer.exp.components, plan.name)
     aux = trainer.aux[plan.name] if plan.name in trainer.aux else None
     step_module = distributed.wrap_ddp(
         PassStep(trainer.system, pp.forward, multi_label=trainer.exp.multi_label, terms=terms, aux=aux), trainer.ctx
@@ -85,7 +95,7 @@ def recalibrate_policy(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
     """Re-estimate the policy's batch-norm statistics for its current weights (cumulative average)."""
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    from adamml_core.data import collate_batch
+    from adamml_core.segmented_dataset import collate_batch
 
     layers = [m for m in trainer.system.policy.modules() if isinstance(m, _BatchNorm)]
     if not layers:

@@ -7,7 +7,9 @@ training set it reads, what it loads, which parts learn, and supplies ``forward(
 aux=..., multi_label=...) -> PassOutput``. A **loss term** (hook ``register_loss_terms``) is
 added to a pass's objective: its factory ``build(options, *, cfg, modalities)`` returns a
 callable ``term(output, batch) -> (loss, stats)``; its ``needs`` names the ``PassOutput``
-fields it reads, checked against what the pass ``provides`` before any work.
+fields it reads, checked against what the pass ``provides`` before any work. A pass forward or a
+loss term that sets ``wants_costs = True`` gets ``bind_costs(cost_model)`` (the counted
+:class:`~adamml_core.cost_model.CostModel`) before each of its passes.
 
 The trainer only ever reads these objects; it never matches a stage's name.
 """

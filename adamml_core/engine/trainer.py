@@ -30,6 +30,7 @@ from adamml_core.engine.passes import RunningMeans
 from adamml_core.engine.progress import training_progress
 from adamml_core.engine.recipe import Stage, StagePlan, part_modules, plan_stages
 from adamml_core.engine.run_dir import BEST, LAST, RunDirectory
+from adamml_core.engine.temperature import next_temperature
 from adamml_core.engine.train_state import BestModel, Position, capture_state, restore_state
 
 __all__ = ["Trainer", "TrainingHalted"]
@@ -187,7 +188,8 @@ class Trainer:
         for optim in self.optims.values():
             optim.epoch_done()
         if plan.temperature_step:
-            self.system.set_temperature(float(self.system.temperature) * self.cfg.policy.temperature_decay)
+            self.system.set_temperature(next_temperature(self.cfg.policy, float(self.system.temperature), pos.epoch,
+                                                         plan.epochs))
         self.run.log(record)
         pos.epoch += 1
         pos.pass_index = 0
