@@ -1,6 +1,6 @@
 """The dataset contract: a dataset plugin says which videos exist, with which labels.
 
-It does not decode anything; :mod:`adamml_core.data` turns its records into
+It does not decode anything; :mod:`adamml_core.segmented_dataset` turns its records into
 tensors through the modalities.
 """
 
@@ -60,7 +60,7 @@ class VideoDataset(ABC):
 
     @abstractmethod
     def records(self, split: Split) -> list[VideoRecord]:
-        """Annotated videos of a split, present on disk or not (see :meth:`adamml_core.data` scans)."""
+        """Annotated videos of a split, present on disk or not (see :meth:`adamml_core.segmented_dataset` scans)."""
 
     @property
     def num_classes(self) -> int:

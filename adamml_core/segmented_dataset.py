@@ -41,7 +41,7 @@ from adamml_core.config import ConfigError, SamplingConfig
 from adamml_core.datasets import VideoRecord
 from adamml_core.media.errors import MediaError
 from adamml_core.media.open import open_media
-from adamml_core.media.sampling import test_segments, train_segments
+from adamml_core.media.sampling import sample_test_segments, sample_train_segments
 from adamml_core.modality import MediaSource, Modality, PolicyView, Segment
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,10 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
             end = total if record.end is None else min(total, int(round(record.end * fps)))
             count = max(end - first, 1)
         if self.train:
-            return train_segments(
+            return sample_train_segments(
                 count, fps, self.sampling, self._rng(index, _SEGMENT_STREAM), first_frame=first, total_frames=total
             )
-        return test_segments(count, fps, self.sampling, first_frame=first, total_frames=total)
+        return sample_test_segments(count, fps, self.sampling, first_frame=first, total_frames=total)
 
     def num_segments(self) -> int:
         return self.sampling.train_segments if self.train else self.sampling.test_segments
@@ -172,11 +172,6 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
             wanted.update(getattr(view, "policy_frames", lambda s: ())(segment))
         if wanted and media.has_video:
             media.frames(sorted(wanted))
-
-    def _prefetch(self, media: MediaSource, segment: Segment, views: Sequence[Any]) -> None:
-        """Old form of :meth:`prefetch`: modalities count as recognition views, other views as policy views."""
-        self.prefetch(media, segment, recognition=[v for v in views if isinstance(v, Modality)],
-                      policy=[v for v in views if not isinstance(v, Modality)])
 
     def load_item(
         self, index: int, segment_index: int, modality: str, *, media: MediaSource | None = None, policy: bool = False

@@ -52,10 +52,10 @@ def write_clip(path: Path, *, width: int = 340, height: int = 256, seconds: floa
 
 def _measure(view: Any, video: Path, sampling: Any, *, policy: bool, train: bool, segments: int) -> dict[str, Any]:
     from adamml_core.media.container import ContainerSource  # the file itself: a benchmark never reads a cache
-    from adamml_core.media.sampling import test_segments
+    from adamml_core.media.sampling import sample_test_segments
 
     with ContainerSource(video, decode_short_side=sampling.decode_short_side) as media:
-        chosen = test_segments(media.num_frames, media.fps, sampling)[:segments]
+        chosen = sample_test_segments(media.num_frames, media.fps, sampling)[:segments]
     if not (getattr(view, "options", None) and getattr(view.options, "algorithm", None) == "tvl1"):
         # Warm-up outside the timing (first-call costs: thread pools, OpenCV and torch kernels).
         with ContainerSource(video, decode_short_side=sampling.decode_short_side) as media:

@@ -77,7 +77,7 @@ def flops(
                         ["component", "network", "input", "per segment", f"per video (x{c})"], rows))
     totals = report["at_selection_ratio"]
     console.print(table("per video", ["execution", "GFLOPs"], [
-        ["all modalities, every segment (weighted fusion)", _fmt(totals["all_modalities"])],
+        [f"all modalities, every segment ({names['fusion']} fusion)", _fmt(totals["all_modalities"])],
         [f"AdaMML: policy + each modality on {selection_ratio:.0%} of segments", _fmt(totals["adamml"])],
         ["saving", f"{totals['saving']:.1%}"],
     ]))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adamml_core.config import SamplingConfig
-from adamml_core.data import SegmentedVideoDataset, collate_batch, load_selected
+from adamml_core.segmented_dataset import SegmentedVideoDataset, collate_batch, load_selected
 from adamml_core.datasets import VideoRecord
 from adamml_core.media.container import ContainerSource
 from adamml_core.media.errors import MediaError

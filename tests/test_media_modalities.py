@@ -11,7 +11,7 @@ import torch
 from adamml_core.config import SamplingConfig
 from adamml_plugins.audio import SpectrogramSpec, tone_bin
 from adamml_core.media.open import open_media
-from adamml_core.media.sampling import test_segments as centred_segments
+from adamml_core.media.sampling import sample_test_segments as centred_segments
 from adamml_core.media.transforms import IMAGENET_MEAN, IMAGENET_STD, SpatialPlan, apply_plan, evaluation_plan, training_plan
 from adamml_core.modality import Segment
 from adamml_core.plugins import load_plugins

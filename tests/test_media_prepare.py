@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from adamml_core.config import SamplingConfig
-from adamml_core.data import SegmentedVideoDataset
+from adamml_core.segmented_dataset import SegmentedVideoDataset
 from adamml_core.datasets import VideoRecord
 from adamml_core.media import cache as media_cache
 from adamml_core.media import prepare as prep

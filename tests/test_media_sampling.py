@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from adamml_core.config import SamplingConfig
-from adamml_core.media.sampling import test_segments as centred_segments
-from adamml_core.media.sampling import train_segments
+from adamml_core.media.sampling import sample_test_segments as centred_segments
+from adamml_core.media.sampling import sample_train_segments
 
 
 def test_train_picks_one_span_of_32_frames_inside_each_of_5_regions():
     sampling = SamplingConfig()
     for seed in range(20):
-        segments = train_segments(1000, 25.0, sampling, np.random.default_rng(seed))
+        segments = sample_train_segments(1000, 25.0, sampling, np.random.default_rng(seed))
         assert len(segments) == 5
         for c, segment in enumerate(segments):
             idx = segment.frame_indices
@@ -24,10 +24,10 @@ def test_train_picks_one_span_of_32_frames_inside_each_of_5_regions():
 
 def test_train_positions_are_random_but_reproducible():
     sampling = SamplingConfig()
-    starts = {train_segments(1000, 25.0, sampling, np.random.default_rng(s))[0].frame_indices[0] for s in range(30)}
+    starts = {sample_train_segments(1000, 25.0, sampling, np.random.default_rng(s))[0].frame_indices[0] for s in range(30)}
     assert len(starts) > 10
-    a = train_segments(1000, 25.0, sampling, np.random.default_rng(7))
-    b = train_segments(1000, 25.0, sampling, np.random.default_rng(7))
+    a = sample_train_segments(1000, 25.0, sampling, np.random.default_rng(7))
+    b = sample_train_segments(1000, 25.0, sampling, np.random.default_rng(7))
     assert a == b
 
 
@@ -41,7 +41,7 @@ def test_test_segments_are_ten_uniform_centred_spans():
 
 def test_counts_frames_and_stride_come_from_the_config():
     sampling = SamplingConfig(train_segments=3, test_segments=4, frames_per_segment=4, frame_stride=2)
-    train = train_segments(300, 25.0, sampling, np.random.default_rng(0))
+    train = sample_train_segments(300, 25.0, sampling, np.random.default_rng(0))
     test = centred_segments(300, 25.0, sampling)
     assert len(train) == 3 and len(test) == 4
     for segment in train + test:
@@ -52,7 +52,7 @@ def test_counts_frames_and_stride_come_from_the_config():
 @pytest.mark.parametrize("num_frames", [1, 10, 31, 60])
 def test_short_clips_clamp_indices_to_the_last_frame(num_frames):
     sampling = SamplingConfig()
-    for segments in (train_segments(num_frames, 25.0, sampling, np.random.default_rng(0)),
+    for segments in (sample_train_segments(num_frames, 25.0, sampling, np.random.default_rng(0)),
                      centred_segments(num_frames, 25.0, sampling)):
         for segment in segments:
             assert len(segment.frame_indices) == 8
@@ -66,7 +66,7 @@ def test_a_window_inside_a_longer_file_is_respected():
     segments = centred_segments(100, 25.0, SamplingConfig(test_segments=2), first_frame=500, total_frames=2000)
     assert all(500 <= i < 600 for s in segments for i in s.frame_indices)
     assert segments[0].num_frames == 2000
-    train = train_segments(100, 25.0, SamplingConfig(), np.random.default_rng(1), first_frame=500, total_frames=2000)
+    train = sample_train_segments(100, 25.0, SamplingConfig(), np.random.default_rng(1), first_frame=500, total_frames=2000)
     assert all(500 <= i < 600 for s in train for i in s.frame_indices)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from adamml_core.data import SegmentedVideoDataset, collate_batch, load_selected
+from adamml_core.segmented_dataset import SegmentedVideoDataset, collate_batch, load_selected
 from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
 from adamml_core.engine.pipeline_fast import Bucketed, FastPath, bucket

@@ -23,7 +23,7 @@ from adamml_core.engine.loaders import to_device
 def selection_probabilities(system: torch.nn.Module, exp: Any, records: list, *, batch_size: int, workers: int,
                             ctx: DistContext | None = None) -> torch.Tensor:
     """P(select) ``[N, C, M]`` for ``records`` (test-time segments, eval mode), on this rank's share."""
-    from adamml_core.data import collate_batch
+    from adamml_core.segmented_dataset import collate_batch
 
     ctx = ctx or DistContext()
     dataset = exp.make_dataset(records, train=False, load="policy")

@@ -47,7 +47,7 @@ def parse_mode(mode: str, modalities: list[str]) -> tuple[str, str | None]:
 def adaptive_batch(system: Any, dataset: Any, batch: dict[str, Any], *, threshold: Any, device: Any,
                    workers: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits ``[B, K]``, decisions ``[B, C, M]``) of one batch of policy inputs: decide, load the selected, recognise."""
-    from adamml_core.data import load_selected
+    from adamml_core.segmented_dataset import load_selected
 
     names = list(system.modalities)
     if isinstance(threshold, dict):
@@ -106,7 +106,7 @@ class Evaluator:
         ctx = self.ctx
         shard = list(range(len(dataset)))[ctx.rank :: ctx.world_size]
         batches = [shard[i : i + self.batch_size] for i in range(0, len(shard), self.batch_size)]
-        from adamml_core.data import collate_batch
+        from adamml_core.segmented_dataset import collate_batch
 
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=self.workers, collate_fn=collate_batch,
                             generator=torch.Generator().manual_seed(0))

@@ -43,7 +43,7 @@ class Experiment:
         return system
 
     def make_dataset(self, records: list, *, train: bool, load: str, modalities: dict[str, Any] | None = None):
-        from adamml_core.data import SegmentedVideoDataset
+        from adamml_core.segmented_dataset import SegmentedVideoDataset
         from adamml_core.media.open import source_chain
 
         mods = self.modalities if modalities is None else modalities

@@ -135,7 +135,7 @@ class InferencePipeline:
     def recognition(self, run: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
                     ahead: int = 2) -> Iterator[BatchOutput]:
         """For a ``load="recognition"`` (or ``"all"``) dataset: ``run(inputs) -> (logits, decisions)`` per batch."""
-        from adamml_core.data import collate_batch
+        from adamml_core.segmented_dataset import collate_batch
 
         pool = self._pool()
         workers = max(self.options.workers, 1)

@@ -50,7 +50,7 @@ class AdaptiveStages:
 
     def collect_stage1(self, i: int, seconds: dict[str, float]) -> dict[str, Any] | None:
         """The collated policy inputs of batch ``i`` (like the DataLoader of a ``load="policy"`` dataset)."""
-        from adamml_core.data import collate_batch
+        from adamml_core.segmented_dataset import collate_batch
 
         samples = []
         start = time.perf_counter()

@@ -37,7 +37,7 @@ def _segment(
     return Segment(index=index, frame_indices=frames, fps=fps, num_frames=total_frames)
 
 
-def train_segments(
+def sample_train_segments(
     num_frames: int,
     fps: float,
     sampling: SamplingConfig,
@@ -63,7 +63,7 @@ def train_segments(
     return segments
 
 
-def test_segments(
+def sample_test_segments(
     num_frames: int,
     fps: float,
     sampling: SamplingConfig,
