@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from adamml_core.engine.pipeline_fast import FastPath, compute_context, fast_system
-from adamml_core.engine.pipeline_pool import make_pool, media_error
-from adamml_core.engine.pipeline_stages import AdaptiveStages, BatchOutput
+from adamml_core.engine.pipeline_pool import make_pool
+from adamml_core.engine.pipeline_stages import AdaptiveStages, BatchOutput, reply_sample
 
 __all__ = ["BatchOutput", "InferencePipeline", "PipelineOptions", "adaptive_batches", "evaluation_batches"]
 
@@ -171,19 +171,7 @@ class InferencePipeline:
 
     def _whole_sample(self, index: int, status: str, payload: Any) -> dict[str, Any] | None:
         """``dataset[index]``'s sample from a worker's reply, ``on_error`` applied and counted here."""
-        ds = self.dataset
-        record = ds.records[index]
-        if status == "ok":
-            ds.skipped.update(payload["notes"])
-            return {**payload["tensors"], "target": ds._target(record), "index": index, "valid": True}
-        error = media_error(payload)
-        if ds.on_error == "raise":
-            raise error
-        if ds.on_error == "skip":
-            ds.note_failure(record, error, "skipped")
-            return None
-        ds.note_failure(record, error, "substituted")
-        return {**ds._zeros(), "target": ds._target(record), "index": index, "valid": False}
+        return reply_sample(self.dataset, index, status, payload, lambda p: p["tensors"], self.dataset._zeros)
 
 
 def adaptive_batches(system: Any, exp: Any, records: list, decide: Decide,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -27,6 +27,24 @@ class BatchOutput:
     logits: torch.Tensor
     decisions: torch.Tensor  # [B, C, M] float, CPU
     seconds: dict[str, float]  # time by part, see adamml_core.engine.bench
+
+def reply_sample(ds: Any, index: int, status: str, payload: Any, inputs: Callable[[Any], dict],
+                 zeros: Callable[[], dict]) -> dict[str, Any] | None:
+    """A worker's reply as the dataset sample of video ``index``: ``inputs(payload)`` when it loaded;
+    otherwise the dataset's ``on_error`` applied and counted here, once (``zeros()`` stand in)."""
+    record = ds.records[index]
+    if status == "ok":
+        ds.skipped.update(payload["notes"])  # what the source substituted (e.g. silence): counted, not errors
+        return {**inputs(payload), "target": ds._target(record), "index": index, "valid": True}
+    error = media_error(payload)
+    if ds.on_error == "raise":
+        raise error
+    if ds.on_error == "skip":
+        ds.note_failure(record, error, "skipped")
+        return None
+    ds.note_failure(record, error, "substituted")
+    return {**zeros(), "target": ds._target(record), "index": index, "valid": False}
+
 
 class AdaptiveStages:
     def __init__(self, pipeline: Any, pool: Any, names: list[str]):
@@ -67,22 +85,13 @@ class AdaptiveStages:
 
     def _sample(self, position: int, index: int, status: str, payload: Any) -> dict[str, Any] | None:
         ds = self.ds
-        record = ds.records[index]
-        if status == "ok":
-            ds.skipped.update(payload["notes"])  # what the source substituted (e.g. silence): counted, not errors
-            return {"policy_inputs": payload["policy_inputs"], "target": ds._target(record), "index": index,
-                    "valid": True}
-        error = media_error(payload)
-        if ds.on_error == "raise":
-            raise error
-        if ds.on_error == "skip":
-            ds.note_failure(record, error, "skipped")
-            return None
-        ds.note_failure(record, error, "substituted")
-        self.substituted.add(position)
-        c = ds.num_segments()
-        zeros = {m: torch.zeros(c, *v.policy_shape()) for m, v in ds.policy_views.items()}
-        return {"policy_inputs": zeros, "target": ds._target(record), "index": index, "valid": False}
+
+        def zeros() -> dict[str, Any]:
+            self.substituted.add(position)  # its stage 2 is not asked for: zeros stand in there too
+            c = ds.num_segments()
+            return {"policy_inputs": {m: torch.zeros(c, *v.policy_shape()) for m, v in ds.policy_views.items()}}
+
+        return reply_sample(ds, index, status, payload, lambda p: {"policy_inputs": p["policy_inputs"]}, zeros)
 
     # ------------------------------------------------------------------ stage 2
 
