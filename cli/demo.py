@@ -168,10 +168,27 @@ def run_demo(cfg, *, progress: bool = True, say=lambda message: None) -> dict[st
                     "evaluation": round(finished - trained, 1), "total": round(finished - started, 1)},
         "run_dir": str(trainer.run.root),
         "videos": {"train": len(trainer.exp.records["train"]), "val": len(trainer.exp.records["val"])},
+        "versions": package_versions(),
     }
     report["target_met"] = report["accuracy_gap"] >= -1.0 and report["gflops_ratio"] <= 0.5
     trainer.run.log({"event": "demo", **report})
     return report
+
+
+# The packages whose kernels or decoders decide the demo's last bits (and so, through training, its table).
+VERSIONED = ("torch", "torchvision", "torchaudio", "av", "opencv-contrib-python", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -197,3 +214,6 @@ def print_report(report: dict[str, Any]) -> None:
         f"Time: {report['seconds']['total']:.0f} s (training {report['seconds']['training']:.0f} s). "
         f"Run folder: {report['run_dir']}"
     )
+    versions = report.get("versions") or {}
+    if versions:
+        console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), highlight=False)

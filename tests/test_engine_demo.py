@@ -20,3 +20,13 @@ def test_demo_config_is_the_shipped_yaml(quick, name, tmp_path):
     for differs in ("name", "output_dir"):
         shipped.pop(differs), demo.pop(differs)
     assert demo == shipped
+
+
+def test_demo_reports_the_versions_that_decide_its_numbers(capsys):
+    import importlib.metadata as md
+
+    from adamml_cli.demo import VERSIONED, package_versions
+
+    versions = package_versions()
+    assert list(versions) == list(VERSIONED)
+    assert versions["torch"] == md.version("torch") and versions["av"] == md.version("av")
