@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from adamml_core import hookimpl
+from adamml_core.atomic import atomic_writer
 from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
 from adamml_plugins.synthetic_media import (
     BACKGROUND_LEVELS,
@@ -388,9 +389,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_text(json.dumps(doc, indent=1))
-    os.replace(temp, path)
+    with atomic_writer(path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(doc, indent=1))
 
 
 @hookimpl

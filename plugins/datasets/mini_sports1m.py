@@ -7,15 +7,14 @@ shape from a Sports-1M partition with :func:`make_split` (``adamml datasets make
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field
 
+from adamml_core.atomic import atomic_writer
 from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
@@ -166,11 +165,5 @@ def make_split(
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
