@@ -18,8 +18,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -32,15 +30,11 @@ from pydantic import (
 
 from adamml_core.registry import ComponentOptionsError, RegistryError
 # the training part of the config (re-exported: adamml_core.config stays the one place to import from)
-from adamml_core.train_config import AlternatingConfig, OptimizerConfig, StageConfig, TrainConfig  # noqa: F401
+from adamml_core.train_config import AlternatingConfig, OptimizerConfig, StageConfig, StrictModel, TrainConfig  # noqa: F401
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the field path."""
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ComponentSpec(StrictModel):

@@ -21,7 +21,7 @@ from pydantic import (
 
 
 class StrictModel(BaseModel):
-    # the same base as adamml_core.config's (which imports this module, so it cannot be imported from there)
+    # the base of every config model (adamml_core.config imports it from here: it imports this module)
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 

@@ -16,24 +16,11 @@ from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
+from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 from plugin_dist import PLUGIN_SOURCE, adamml_command, pythonpath_env
 
 JOINT = ["train.stages=[unimodal,joint_fusion]", "train.joint_fusion={epochs: 1, penalty: {weight: 0.5}}",
          "train.checkpoint_every=1"]
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    build_experiment(tiny_config(root, root / "unused"), components=builtin_components())
-    return root
 
 
 @pytest.fixture

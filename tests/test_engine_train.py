@@ -14,22 +14,7 @@ from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    # the tiny configs train with runtime.threads=1; give the other tests their default back
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    cfg = tiny_config(root, root / "unused")
-    build_experiment(cfg, components=builtin_components())  # generates the videos once for the module
-    return root
+from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:

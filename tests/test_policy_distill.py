@@ -12,23 +12,10 @@ from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
+from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 DISTILL = ["train.stages=[unimodal,policy_distill,warmup,alternating]", "train.policy_distill={epochs: 1}",
            "train.alternating.policy_passes=1"]
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    build_experiment(tiny_config(root, root / "unused"), components=builtin_components())
-    return root
 
 
 def _model(path) -> dict[str, torch.Tensor]:
