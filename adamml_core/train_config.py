@@ -57,6 +57,14 @@ class StageConfig(StrictModel):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
 
+class PolicyPretrainConfig(StageConfig):
+    pooling: Literal["video", "segment"] = Field(
+        "video", description="video: classify the label from the branch's features averaged over the segments; "
+        "segment: classify it from every segment's features alone (cross-entropy averaged over segments), so that "
+        "a feature must show what its own segment holds (docs/training.md, issue 13)",
+    )
+
+
 class AlternatingConfig(StrictModel):
     epochs: NonNegativeInt = 20
     recognition_optimizer: OptimizerConfig = Field(
@@ -99,8 +107,8 @@ class TrainConfig(StrictModel):
         description="stage 'fusion' (not in the paper, not in the default stages): learn the late-fusion weights over "
         "the frozen unimodal networks; the weighted-fusion baseline",
     )
-    policy_pretrain: StageConfig = Field(
-        default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(name="adam", lr=0.001)),
+    policy_pretrain: PolicyPretrainConfig = Field(
+        default_factory=lambda: PolicyPretrainConfig(epochs=5, optimizer=OptimizerConfig(name="adam", lr=0.001)),
         description="stage 'policy_pretrain' (not in the paper, which starts the policy branches from ImageNet): "
         "train each policy branch with a temporary linear classifier on its own low-cost input",
     )

@@ -102,6 +102,7 @@ def register(app: typer.Typer) -> None:
 def demo(
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="run folder"),
     seed: int = typer.Option(0, "--seed", help="seed of the training run (the dataset has its own, dataset.options.seed)"),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="train this many seeds (--seed, --seed+1, ...) into <output>/seed-<s> and report mean ± spread"),
     data_root: Path = typer.Option(None, "--data-root", help="where the synthetic videos are cached (default ~/.cache/adamml/synthetic)"),
     quick: bool = typer.Option(False, "--quick", help="a much smaller run (about 3 minutes): checks the pipeline, not the method"),
     overrides: list[str] = typer.Argument(None, help="key.path=value overrides of the demo config"),
@@ -111,6 +112,7 @@ def demo(
     """Train and compare AdaMML with weighted fusion of all modalities on synthetic audio-visual videos."""
     from adamml_cli.train import engine_errors
 
+    say = (lambda m: None) if json_output else (lambda m: err_console.print(f"[dim]{m}[/]"))
     with user_errors(), engine_errors():
         cfg = demo_config(output, seed=seed, data_root=data_root, quick=quick, overrides=overrides)
         if show_config:
@@ -120,12 +122,47 @@ def demo(
 
             console.print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), highlight=False, end="")
             return
-        report = run_demo(cfg, progress=not json_output, say=(lambda m: None) if json_output else
-                          (lambda m: err_console.print(f"[dim]{m}[/]")))
+        if seeds > 1:
+            report = run_seeds(output, list(range(seed, seed + seeds)), data_root=data_root, quick=quick,
+                               overrides=overrides, progress=not json_output, say=say)
+        else:
+            report = run_demo(cfg, progress=not json_output, say=say)
     if json_output:
         emit_json(report)
         return
-    print_report(report)
+    (print_seeds_report if seeds > 1 else print_report)(report)
+
+
+def run_seeds(output: Path, seeds: list[int], *, data_root: Path | None, quick: bool, overrides: list[str] | None,
+              progress: bool = True, say=lambda message: None) -> dict[str, Any]:
+    """The demo once per training seed (same dataset), then mean and spread of every row."""
+    from adamml_cli.demo_seeds import seeds_report
+
+    reports = []
+    for k, seed in enumerate(seeds):
+        say(f"seed {seed} ({k + 1} of {len(seeds)})")
+        cfg = demo_config(output / f"seed-{seed}", seed=seed, data_root=data_root, quick=quick, overrides=overrides)
+        reports.append(run_demo(cfg, progress=progress, say=say))
+    return seeds_report(reports, seeds)
+
+
+def print_seeds_report(report: dict[str, Any]) -> None:
+    from adamml_cli.demo_seeds import per_seed_rows, summary_rows
+
+    columns, rows = summary_rows(report["summary"])
+    seeds = report["seeds"]
+    console.print(table(f"adamml demo over {len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sample std",
+                        columns, rows))
+    console.print(table("per seed: AdaMML against its own weighted fusion",
+                        ["seed", "AdaMML top-1", "fusion top-1", "gap", "GFLOPs vs fusion", "AdaMML informative % per modality"],
+                        per_seed_rows(report)))
+    for name, target in report["targets"].items():
+        if name != "all_hold":
+            value = target["value"]
+            shown = "-" if value is None else f"{value:.3f}"
+            console.print(f"{name}: {shown} ({'holds' if target['holds'] else 'does not hold'})", highlight=False)
+    console.print(f"Time: {report['seconds']['total']:.0f} s in all. versions: "
+                  + ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items()), highlight=False)
 
 
 def run_demo(cfg, *, progress: bool = True, say=lambda message: None) -> dict[str, Any]:

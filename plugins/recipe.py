@@ -28,6 +28,7 @@ import torch
 
 from adamml_core import hookimpl
 from adamml_core.config import AlternatingConfig, StageConfig
+from adamml_core.train_config import PolicyPretrainConfig
 from adamml_core.engine.passes import batch_top1
 from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
 from adamml_core.losses import classification_loss, efficiency_loss, lambdas_from_costs, top1_correct
@@ -59,9 +60,17 @@ class UnimodalForward:
 
 
 class PolicyPretrainForward:
-    """Each policy branch with its temporary linear classifier (``aux[m]``) on its own input."""
+    """Each policy branch with its temporary linear classifier (``aux[m]``) on its own input.
+
+    ``pooling="segment"`` scores every segment's features alone against the video's label: a
+    segment that does not show the label cannot be classified, so the branch has to encode what
+    its own segment holds, which is what the policy later decides on (docs/training.md, issue 13).
+    """
 
     provides = frozenset({"stats"})
+
+    def __init__(self, pooling: str = "video"):
+        self.pooling = pooling
 
     def __call__(self, system, batch, *, aux, multi_label):
         target = batch["target"]
@@ -70,8 +79,15 @@ class PolicyPretrainForward:
         for m in system.modalities:
             x = batch["policy_inputs"][m]
             b, c = x.shape[:2]
-            features = system.policy.branches[m](x.reshape(b * c, *x.shape[2:])).view(b, c, -1).mean(dim=1)
-            logits = aux[m](features)
+            features = system.policy.branches[m](x.reshape(b * c, *x.shape[2:])).view(b, c, -1)
+            if self.pooling == "segment":
+                per_segment = aux[m](features).float()  # [B, C, K]
+                loss = classification_loss(per_segment.flatten(0, 1), target.repeat_interleave(c, dim=0),
+                                           multi_label=multi_label)
+                total = total + loss
+                stats[f"acc_{m}"] = batch_top1(per_segment.mean(dim=1), target, multi_label=multi_label)
+                continue
+            logits = aux[m](features.mean(dim=1))
             total = total + classification_loss(logits.float(), target, multi_label=multi_label)
             stats[f"acc_{m}"] = batch_top1(logits, target, multi_label=multi_label)
         stats["acc"] = torch.stack([stats[f"acc_{m}"] for m in system.modalities]).mean()
@@ -167,12 +183,13 @@ def _auxiliary_heads(system: Any, num_classes: int) -> torch.nn.Module:
 class PolicyPretrainStage(Stage):
     """Each policy branch with a temporary linear classifier on its own low-cost input (not in the paper)."""
 
-    options_model = StageConfig
+    options_model = PolicyPretrainConfig
 
     def plan(self, options, cfg):
         return StagePlan(
             "policy_pretrain", options.epochs,
-            (PassPlan("policy_pretrain", "policy", "recognition", "policy", ("policy", "aux"), PolicyPretrainForward()),),
+            (PassPlan("policy_pretrain", "policy", "recognition", "policy", ("policy", "aux"),
+                      PolicyPretrainForward(options.pooling)),),
             {"policy": (options.optimizer, ("policy", "aux"))},
             auxiliary=_auxiliary_heads,
         )
