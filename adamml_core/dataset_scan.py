@@ -1,4 +1,4 @@
-"""Which annotated videos are really there: found, missing, unreadable, without audio.
+"""Which annotated videos are really there: found, missing, unreadable, damaged, without audio.
 
 Run before training (``adamml datasets check CONFIG``) and by the engine through
 :func:`check_records`, so that missing videos are refused, or skipped when the user
@@ -9,41 +9,28 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from adamml_core.datasets import VideoDataset, VideoRecord
 
-STATUSES = ("found", "missing", "unreadable", "without_audio")
+STATUSES = ("found", "missing", "unreadable", "without_audio", "damaged")
 
 
 class MissingVideosError(FileNotFoundError):
     """Annotated videos are missing (or unreadable) and the config does not allow training without them."""
 
 
-@dataclass(frozen=True)
-class Probe:
-    """What a cheap open of a file (container and stream headers only) tells."""
+def probe_video(path: Path, *, sources: Sequence[type] | None = None, decode: bool = False):
+    """Open ``path`` through the media sources (and, with ``decode``, read it all once): a ``MediaProbe``.
 
-    readable: bool
-    has_video: bool = False
-    has_audio: bool = False
-    error: str = ""
+    See :mod:`adamml_core.media.probe`: damaged packets are counted in ``notes``; a file or a
+    frame folder no source can read is unreadable, with the reason.
+    """
+    from adamml_core.media.probe import probe_media  # here, not at import: listing datasets must not pay for FFmpeg
 
-
-def probe_video(path: Path) -> Probe:
-    """Open ``path`` with PyAV and look at its streams; decodes nothing."""
-    import av  # here, not at import: listing datasets must not pay for FFmpeg
-
-    try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            has_video = len(container.streams.video) > 0
-            has_audio = len(container.streams.audio) > 0
-    except Exception as exc:  # noqa: BLE001 - every FFmpeg/OS failure is "unreadable", with its reason
-        return Probe(readable=False, error=f"{type(exc).__name__}: {exc}")
-    if not has_video:
-        return Probe(readable=False, has_audio=has_audio, error="no video stream")
-    return Probe(readable=True, has_video=True, has_audio=has_audio)
+    return probe_media(path, sources=sources, decode=decode)
 
 
 @dataclass
@@ -56,6 +43,7 @@ class ScanReport:
     missing: int = 0
     unreadable: int = 0
     without_audio: int = 0
+    damaged: int = 0  # found, but with damaged packets (skipped or concealed when loading)
     probed: bool = True
     examples: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {s: [] for s in STATUSES[1:]})
     max_examples: int = 5
@@ -81,6 +69,7 @@ class ScanReport:
             "missing": self.missing,
             "unreadable": self.unreadable,
             "without_audio": self.without_audio,
+            "damaged": self.damaged,
             "probed": self.probed,
             "complete": self.complete,
             "examples": {k: list(v) for k, v in self.examples.items()},
@@ -90,6 +79,8 @@ class ScanReport:
         text = f"{self.found} of {self.total} found, {self.missing} missing"
         if self.probed:
             text += f", {self.unreadable} unreadable, {self.without_audio} without audio"
+            if self.damaged:
+                text += f", {self.damaged} damaged (usable)"
         return text
 
 
@@ -101,17 +92,24 @@ def scan_records(
     max_examples: int = 5,
     progress: bool = False,
     workers: int = 8,
+    sources: Sequence[type] | None = None,
+    decode: bool = False,
 ) -> tuple[list[VideoRecord], ScanReport]:
     """Look for every record's file (and open it when ``probe``); returns the usable records and the report.
 
     "without audio" counts usable videos that have no audio track: they still train (the audio
     loader gives silence) but the user should know. Probes run on ``workers`` threads: FFmpeg
     opens files without the GIL, and a 90k-video dataset is minutes of mostly waiting on disk.
+    ``sources``: the media-source chain (None: the default); ``decode``: read every video once
+    (damaged packets counted as "damaged", still usable; a frame folder with an unreadable
+    image is unreadable).
     """
     report = ScanReport(split=split, total=len(records), probed=probe, max_examples=max_examples)
     # exists(), not is_file(): a media source may serve a folder (e.g. of frame images) as one video
     present = [Path(r.path).exists() for r in records]
-    probes = iter(_probe_all([r for r, p in zip(records, present) if p] if probe else [], workers, progress, split))
+    probe_one = partial(probe_video, sources=sources, decode=decode)
+    probes = iter(_probe_all([r for r, p in zip(records, present) if p] if probe else [], workers, progress, split,
+                             probe_one))
     usable: list[VideoRecord] = []
     for record, exists in zip(records, present):
         if not exists:
@@ -127,17 +125,23 @@ def scan_records(
             if not result.has_audio:
                 report.without_audio += 1
                 report._add_example("without_audio", record, "no audio stream")
+            if result.damaged:
+                from adamml_core.media.source import format_notes
+
+                report.damaged += 1
+                report._add_example("damaged", record, format_notes(result.notes))
         report.found += 1
         usable.append(record)
     return usable, report
 
 
-def _probe_all(records: Sequence[VideoRecord], workers: int, progress: bool, split: str) -> Iterator[Probe]:
+def _probe_all(records: Sequence[VideoRecord], workers: int, progress: bool, split: str,
+               probe_one: Any = probe_video) -> Iterator[Any]:
     if not records:
         return
     paths = [Path(r.path) for r in records]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results: Iterable[Probe] = pool.map(probe_video, paths)
+        results: Iterable[Any] = pool.map(probe_one, paths)
         if progress and len(paths) > 1:
             from rich.console import Console
             from rich.progress import track
@@ -156,13 +160,16 @@ def scan_dataset(
     max_examples: int = 5,
     progress: bool = False,
     workers: int = 8,
+    sources: Sequence[type] | None = None,
+    decode: bool = False,
 ) -> dict[str, ScanReport]:
     """:func:`scan_records` for each split of a dataset."""
     reports = {}
     for split in splits:
         records = dataset.records(split)  # type: ignore[arg-type]
         _, reports[split] = scan_records(
-            records, probe=probe, split=split, max_examples=max_examples, progress=progress, workers=workers
+            records, probe=probe, split=split, max_examples=max_examples, progress=progress, workers=workers,
+            sources=sources, decode=decode,
         )
     return reports
 

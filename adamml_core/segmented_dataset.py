@@ -194,7 +194,8 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         tensor = self.modalities[modality].load(media, segment, train=self.train, rng=rng)
         return check_shape(modality, "recognition input", self.modalities[modality].segment_shape(), tensor)
 
-    def _target(self, record: VideoRecord) -> torch.Tensor:
+    def target_of(self, record: VideoRecord) -> torch.Tensor:
+        """The label tensor of ``record``: a class index, or multi-hot when the dataset is multi-label."""
         if self.multi_label:
             target = torch.zeros(self.num_classes, dtype=torch.float32)
             for label in record.labels:
@@ -202,7 +203,8 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
             return target
         return torch.tensor(record.labels[0] if record.labels else -1, dtype=torch.long)
 
-    def _zeros(self) -> dict[str, dict[str, torch.Tensor]]:
+    def zero_sample(self) -> dict[str, dict[str, torch.Tensor]]:
+        """All-zero tensors of one video at this dataset's ``load``: what a substituted bad video gets."""
         c = self.num_segments()
         out: dict[str, dict[str, torch.Tensor]] = {}
         if self.load in ("all", "recognition"):
@@ -221,7 +223,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         record = self.records[index]
         try:
             with self.open(index) as media:
-                tensors = self._load_video(index, media)
+                tensors = self.load_tensors(index, media)
                 self.skipped.update(getattr(media, "notes", None) or {})  # substitutions: counted, not errors
         except MediaError as exc:
             if self.on_error == "raise":
@@ -230,10 +232,11 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
                 self.note_failure(record, exc, "skipped")
                 return None
             self.note_failure(record, exc, "substituted")
-            return {**self._zeros(), "target": self._target(record), "index": index, "valid": False}
-        return {**tensors, "target": self._target(record), "index": index, "valid": True}
+            return {**self.zero_sample(), "target": self.target_of(record), "index": index, "valid": False}
+        return {**tensors, "target": self.target_of(record), "index": index, "valid": True}
 
-    def _load_video(self, index: int, media: MediaSource) -> dict[str, dict[str, torch.Tensor]]:
+    def load_tensors(self, index: int, media: MediaSource) -> dict[str, dict[str, torch.Tensor]]:
+        """Every tensor of video ``index`` this dataset's ``load`` asks for, from the opened ``media``."""
         segments = self.segments(index, media)
         want_inputs = self.load in ("all", "recognition")
         want_policy = self.load in ("all", "policy")

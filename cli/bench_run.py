@@ -16,7 +16,7 @@ from typing import Any, Optional
 import typer
 
 from adamml_core.config import ConfigError
-from adamml_cli.output import console, emit_json, table, user_errors
+from adamml_cli.output import console, emit_json, err_console, table, user_errors
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv"}
 
@@ -114,6 +114,7 @@ def run_command(
     source: Optional[Path] = typer.Option(None, "--source", help="folder of real videos to read [default: generated clips]"),
     videos: Optional[int] = typer.Option(None, "--videos", min=1, help="number of videos (generated: default 8; --source: the first N)"),
     repeats: int = typer.Option(3, "--repeats", min=1, help="timed passes per method after a warm-up batch"),
+    warmup: Optional[int] = typer.Option(None, "--warmup-videos", min=0, help="videos of each method's untimed warm-up pass [default: one batch]"),
     methods: str = typer.Option("adaptive,all", "--methods", help="comma-separated: adaptive, all, unimodal:<modality>"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N"),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
@@ -156,19 +157,32 @@ def run_command(
         paths = find_videos(source, videos) if source else generate_videos(Path(tmp), videos or 8, clip_seconds)
         options = PipelineOptions(batch_size=batch_size, workers=workers, keep=keep, device=dev, sync_timing=True,
                                   fast=FastPath(channels_last=channels_last, autocast=autocast, compile=compile_))
-        settings = BenchSettings(methods=method_list, repeats=repeats, options=options)
+        settings = BenchSettings(methods=method_list, repeats=repeats, options=options, warmup_videos=warmup,
+                                 on_pass=lambda m, k, wall: err_console.print(
+                                     f"{m}: pass {k}/{repeats} {len(paths) / wall:.4g} videos/s ({wall:.1f} s)", highlight=False))
         costs = segment_costs(system, exp)
         doc = run_benchmark(system, exp, benchmark_records(paths), decide, settings, costs)
     doc.update({
         "config": str(config), "checkpoint": str(checkpoint) if checkpoint else None, "device": str(dev),
         "videos": len(paths), "source": str(source) if source else f"generated 340x256 {clip_seconds:g} s clips",
         "requested_selection": rates, "batch_size": batch_size, "workers": workers, "repeats": repeats,
+        "warmup_videos": batch_size if warmup is None else warmup, "load_average": _load_average(),
         "torch_threads": torch.get_num_threads(), "test_segments": exp.cfg.sampling.test_segments,
     })
     if json_output:
         emit_json(doc)
         return
     _print(doc, names)
+
+
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages at the end: a loaded machine's absolute numbers mean little."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _print(doc: dict[str, Any], names: list[str]) -> None:

@@ -83,16 +83,18 @@ def check(
     config: Path = typer.Argument(..., help="experiment config (.yaml/.yml/.toml)"),
     overrides: list[str] = typer.Argument(None, help="key.path=value overrides, e.g. dataset.options.root=/data/kinetics"),
     splits: list[str] = typer.Option(["train", "val"], "--split", help="split(s) to scan (repeat the option)"),
-    probe: bool = typer.Option(True, "--probe/--no-probe", help="open each file (streams only) to find unreadable ones and those without audio"),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="open each file through the media sources to find unreadable ones and those without audio"),
+    decode: bool = typer.Option(False, "--decode/--no-decode", help="with --probe: read every frame and the audio once, counting damaged packets and unreadable frames (a full decode of the dataset; default: open each file and decode its first frame)"),
     examples: int = typer.Option(5, min=0, help="examples shown per problem"),
     workers: int = typer.Option(8, min=1, help="files probed at once"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
-    """Scan a config's dataset: annotated videos found, missing, unreadable, without audio, with examples.
+    """Scan a config's dataset: annotated videos found, missing, unreadable, damaged, without audio, with examples.
 
     Exit 0 when training could start (everything found, or dataset.allow_missing and something found), 1 otherwise.
     """
     from adamml_core.dataset_scan import scan_dataset
+    from adamml_core.media.open import source_chain
 
     from adamml_cli.session import load_config_and_components
 
@@ -102,7 +104,8 @@ def check(
     with user_errors():
         cfg, comps = load_config_and_components(config, overrides)
         dataset = comps.datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
-        reports = scan_dataset(dataset, splits, probe=probe, max_examples=examples, progress=not json_output, workers=workers)
+        reports = scan_dataset(dataset, splits, probe=probe, max_examples=examples, progress=not json_output, workers=workers,
+                               sources=source_chain(comps.media_sources), decode=decode)
     ready = all(r.complete or (cfg.dataset.allow_missing and r.found > 0) for r in reports.values())
     if json_output:
         emit_json(
@@ -123,13 +126,16 @@ def check(
 
 
 def _print_reports(name: str, dataset: Any, reports: dict, allow_missing: bool, ready: bool) -> None:
-    rows = [[s, r.total, r.found, r.missing, r.unreadable if r.probed else "-", r.without_audio if r.probed else "-"] for s, r in reports.items()]
+    rows = [[s, r.total, r.found, r.missing, *([r.unreadable, r.damaged, r.without_audio] if r.probed else ["-"] * 3)]
+            for s, r in reports.items()]
     root = getattr(dataset.options, "root", "")
-    console.print(table(f"Dataset '{name}' ({dataset.num_classes} classes) under {root}", ["split", "annotated", "found", "missing", "unreadable", "without audio"], rows))
+    console.print(table(f"Dataset '{name}' ({dataset.num_classes} classes) under {root}",
+                        ["split", "annotated", "found", "missing", "unreadable", "damaged (usable)", "without audio"], rows))
     for split, report in reports.items():
         for status, items in report.examples.items():
-            for item in items:
-                console.print(f"  {split} {status.replace('_', ' ')}: {item['path']} ({item['reason']})", highlight=False)
+            for item in items:  # soft_wrap: a long path stays on one line (and greppable)
+                console.print(f"  {split} {status.replace('_', ' ')}: {item['path']} ({item['reason']})", highlight=False,
+                              soft_wrap=True)
     if ready:
         console.print("[green]ready:[/] training can start" + (" on the videos found (dataset.allow_missing)" if allow_missing and not all(r.complete for r in reports.values()) else ""))
     else:

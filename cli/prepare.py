@@ -5,6 +5,11 @@ With ``--config``, every configured modality that declares an offline cache
 config, ``--modality NAME`` (or ``--flow``) names them. Resumable: finished
 videos are skipped, each video is written under a temporary name and renamed
 when complete. Interrupt it (Ctrl-C) and run it again to continue.
+
+``--shard K/N`` prepares share K of N (by a hash of each video's path relative to the
+videos' common folder), so N machines can fill one shared cache; ``--verify`` prepares
+nothing and checks a (merged) cache: every video complete, at these settings (exit 1 if not).
+Both: docs/performance.md, "Beyond one machine".
 """
 
 from __future__ import annotations
@@ -70,28 +75,17 @@ def prepare(
     flow_algorithm: Optional[str] = typer.Option(None, "--flow-algorithm", help="with --flow: tvl1 (default), dis or farneback"),
     flow_threads: int = typer.Option(2, "--flow-threads", min=1, help="with --flow: frame pairs computed in parallel"),
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="videos prepared in parallel (processes)"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: only share K (from 0) of N, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; the N shares partition the videos"),
+    verify: bool = typer.Option(False, "--verify", help="prepare nothing: check that every video is complete in the cache, at these settings; exit 1 if not"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
     """Extract frames (shorter side 256), mono 24 kHz audio and the modalities' own caches into a resumable cache."""
-    from adamml_core.config import SamplingConfig
-    from adamml_core.media.prepare import PrepareSettings, find_videos, modality_keys, settings_dict
+    from adamml_core.media.prepare import PrepareSettings, modality_keys, settings_dict
 
     with user_errors():
         if frame_format not in ("png", "jpg"):
             raise typer.BadParameter("--format must be png or jpg")
-        paths: list[Path] = []
-        implied: dict[str, Any] = {}
-        if config is not None:
-            paths, implied = _config_videos(config, override)
-        for source in sources or []:
-            if source.is_dir():
-                paths.extend(find_videos(source))
-            elif source.is_file():
-                paths.append(source)
-            else:
-                raise FileNotFoundError(f"no such file or folder: {source}")
-        if not paths:
-            raise FileNotFoundError("no videos to prepare: give video files, folders or --config")
+        paths, implied = _gather(sources or [], config, override)
         cache_dir = cache_dir or implied.get("cache_dir")
         if cache_dir is None:
             raise typer.BadParameter("--cache-dir is required (the config's dataset names no cache_dir)")
@@ -101,33 +95,119 @@ def prepare(
             jpeg_quality=jpeg_quality,
             audio_rate=audio_rate,
         )
-        sampling = implied.get("sampling") or SamplingConfig(decode_short_side=settings.decode_short_side)
-        if sampling.decode_short_side != settings.decode_short_side:
-            sampling = sampling.model_copy(update={"decode_short_side": settings.decode_short_side})
-        modalities: dict[str, Any] = {} if frames_only else dict(implied.get("modalities", {}))
-        named = [m for m in [*modality, *(["flow"] if flow else [])] if m not in modalities]
-        flow_options = {"threads": flow_threads, **({"algorithm": flow_algorithm} if flow_algorithm else {})}
-        modalities.update(_named_modalities(named, {"flow": flow_options} if flow else {}, sampling))
-        unique = list(dict.fromkeys(p.resolve() for p in paths))
-        results = _run(unique, cache_dir, settings, workers, modalities)
+        modalities = _modalities(implied, settings, frames_only, [*modality, *(["flow"] if flow else [])],
+                                 {"threads": flow_threads, **({"algorithm": flow_algorithm} if flow_algorithm else {})}
+                                 if flow else None)
+        unique, shard_doc = _shard(list(dict.fromkeys(p.resolve() for p in paths)), shard)
+        head = {"cache_dir": str(cache_dir), "settings": settings_dict(settings),
+                "modalities": modality_keys(modalities), **({"shard": shard_doc} if shard_doc else {})}
+        if verify:
+            return _verify(unique, cache_dir, settings, modalities, head, json_output)
+        results = _run(unique, cache_dir, settings, workers, modalities, shared=shard is not None)
 
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     failed = [{"path": r.path, "reason": r.message} for r in results if r.status == "failed"]
     if json_output:
-        emit_json({"cache_dir": str(cache_dir), "settings": settings_dict(settings),
-                   "modalities": modality_keys(modalities), "videos": len(results),
-                   **counts, "failed_videos": failed,
+        emit_json({**head, "videos": len(results), **counts, "failed_videos": failed,
                    "results": [{"path": r.path, "status": r.status, "frames": r.frames, "cached": r.cached,
-                                "seconds": round(r.seconds, 3), "message": r.message} for r in results]})
+                                "seconds": round(r.seconds, 3), "message": r.message,
+                                "notes": getattr(r, "notes", {})} for r in results]})
     else:
-        console.print(table(f"Prepared into {cache_dir}", ["done", "skipped", "failed", "videos"],
+        title = f"Prepared into {cache_dir}" + (f" (shard {shard_doc['index']}/{shard_doc['count']})" if shard_doc else "")
+        console.print(table(title, ["done", "skipped", "failed", "videos"],
                             [[counts["done"], counts["skipped"], counts["failed"], len(results)]]))
         if failed:
             console.print(table("Failed (not written; the rest is usable)", ["video", "reason"],
                                 [[f["path"], f["reason"]] for f in failed]))
+        _print_notes(results)
 
 
-def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int, modalities: dict[str, Any]) -> list[Any]:
+def _gather(sources: list[Path], config: Optional[Path], override: list[str]) -> tuple[list[Path], dict[str, Any]]:
+    """The videos to prepare (config's dataset, then the given files and folders) and what the config implies."""
+    from adamml_core.media.prepare import find_videos
+
+    paths: list[Path] = []
+    implied: dict[str, Any] = {}
+    if config is not None:
+        paths, implied = _config_videos(config, override)
+    for source in sources:
+        if source.is_dir():
+            paths.extend(find_videos(source))
+        elif source.is_file():
+            paths.append(source)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {source}")
+    if not paths:
+        raise FileNotFoundError("no videos to prepare: give video files, folders or --config")
+    return paths, implied
+
+
+def _modalities(implied: dict[str, Any], settings: Any, frames_only: bool, names: list[str],
+                flow_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The config's modalities (unless --frames-only) plus the named ones, at the decode size of ``settings``."""
+    from adamml_core.config import SamplingConfig
+
+    sampling = implied.get("sampling") or SamplingConfig(decode_short_side=settings.decode_short_side)
+    if sampling.decode_short_side != settings.decode_short_side:
+        sampling = sampling.model_copy(update={"decode_short_side": settings.decode_short_side})
+    modalities: dict[str, Any] = {} if frames_only else dict(implied.get("modalities", {}))
+    named = [m for m in names if m not in modalities]
+    modalities.update(_named_modalities(named, {"flow": flow_options} if flow_options else {}, sampling))
+    return modalities
+
+
+def _shard(paths: list[Path], shard: Optional[str]) -> tuple[list[Path], dict[str, Any] | None]:
+    """This machine's share of ``paths`` (all of them without --shard), and what to report about it."""
+    from adamml_core.media.prepare import parse_shard, select_shard, shard_root
+
+    if shard is None:
+        return paths, None
+    try:
+        index, count = parse_shard(shard)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    mine = select_shard(paths, index, count)
+    return mine, {"index": index, "count": count, "videos": len(mine), "of": len(paths),
+                  "root": str(shard_root(paths)), "rule": "sha1(path relative to root) mod count"}
+
+
+def _verify(paths: list[Path], cache_dir: Path, settings: Any, modalities: dict[str, Any], head: dict[str, Any],
+            json_output: bool) -> None:
+    """Check the (merged) cache; exit 1 when a video is missing, incomplete or mismatched."""
+    from adamml_core.media.prepare import modality_keys
+    from adamml_core.media.verify import verify_cache
+
+    report = verify_cache(paths, cache_dir, settings, modality_keys(modalities))
+    bad = [c for c in report.checks if c.status != "ok"]
+    if json_output:
+        emit_json({**head, "videos": len(report.checks), **report.counts, "ok_cache": report.ok,
+                   "settings_seen": report.settings_seen, "leftovers": report.leftovers, "extra_folders": report.extra,
+                   "problems": [{"path": c.path, "status": c.status, "reasons": c.reasons} for c in bad]})
+    else:
+        counts = report.counts
+        console.print(table(f"Verified {cache_dir}", [*counts, "videos", "leftovers"],
+                            [[*counts.values(), len(report.checks), report.leftovers]]))
+        if len(report.settings_seen) > 1:
+            console.print(table("Different settings in the cache", ["settings", "videos"],
+                                [[{k: v for k, v in s.items() if k != "videos"}, s["videos"]] for s in report.settings_seen]))
+        if bad:
+            console.print(table("Not usable", ["video", "status", "why"],
+                                [[c.path, c.status, "; ".join(c.reasons)] for c in bad]))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_notes(results: list[Any]) -> None:
+    """Prepared videos with damaged packets or no audio track: usable, but the user should know."""
+    from adamml_core.media.source import format_notes
+
+    noted = [[r.path, format_notes(r.notes)] for r in results if getattr(r, "notes", None)]
+    if noted:
+        console.print(table("Prepared with notes (usable)", ["video", "notes"], noted))
+
+
+def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int, modalities: dict[str, Any], *,
+         shared: bool = False) -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from adamml_core.media.open import source_chain
@@ -146,7 +226,7 @@ def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int, modali
         try:
             sources = source_chain(plugin_system().components.media_sources)
             return prepare_videos(paths, cache_dir, settings, modalities=modalities, sources=sources,
-                                  workers=workers, on_result=on_result)
+                                  workers=workers, on_result=on_result, shared=shared)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted:[/] finished videos are kept; run the same command again to resume")
             raise typer.Exit(130) from None

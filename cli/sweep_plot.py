@@ -37,6 +37,9 @@ class SweepPoint:
     score: float
     thresholds: dict[str, float] = field(default_factory=dict)
     selection_ratio: dict[str, float] = field(default_factory=dict)
+    expected_gflops: float | None = None  # what the thresholds spend on the calibration videos
+    status: str = "met"  # or "all_selected" (the budget is at or above the all-modalities cost)
+    tolerance: float = 0.0  # how far over the budget the evaluated mean may be (sampling error; see docs)
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,10 @@ class Sweep:
     references: list[ReferencePoint] = field(default_factory=list)
     metric: str = "accuracy"
     title: str = "AdaMML: score vs GFLOPs per video"
+    meta: dict[str, Any] = field(default_factory=dict)  # where it comes from: checkpoint, split, calibration
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "metric": self.metric, "title": self.title,
+        return {"format": FORMAT, "metric": self.metric, "title": self.title, "meta": dict(self.meta),
                 "curve": [asdict(p) for p in self.curve], "references": [asdict(r) for r in self.references]}
 
     @classmethod
@@ -66,7 +70,7 @@ class Sweep:
             raise ValueError(f"not an adamml sweep file (format {data.get('format')!r}, expected {FORMAT!r})")
         return cls(curve=[SweepPoint(**p) for p in data["curve"]],
                    references=[ReferencePoint(**r) for r in data["references"]],
-                   metric=data["metric"], title=data["title"])
+                   metric=data["metric"], title=data["title"], meta=dict(data.get("meta", {})))
 
 
 def read_sweep(path: str | os.PathLike) -> Sweep:
@@ -112,15 +116,19 @@ def write_sweep(out_png: str | os.PathLike, out_json: str | os.PathLike, sweep: 
 
 
 def sweep_from_choices(choices: Sequence[Any], scores: Sequence[float], references: Sequence[ReferencePoint] = (),
-                       *, evaluated_gflops: Sequence[float] | None = None, metric: str = "accuracy") -> Sweep:
+                       *, evaluated_gflops: Sequence[float] | None = None, metric: str = "accuracy",
+                       tolerances: Sequence[float] | None = None, meta: Mapping[str, Any] | None = None) -> Sweep:
     """A ``Sweep`` from ``adamml_core.engine.budget.BudgetChoice``s and the score of each on the evaluation split.
 
-    ``evaluated_gflops``: the GFLOPs measured on the evaluation split (default: the calibration figure).
+    ``evaluated_gflops``: the GFLOPs measured on the evaluation split (default: the calibration figure);
+    ``tolerances``: per point, how far over its budget the evaluated mean may be (default 0).
     """
     if len(scores) != len(choices) or (evaluated_gflops is not None and len(evaluated_gflops) != len(choices)):
         raise ValueError(f"sweep: {len(choices)} budgets but {len(scores)} scores"
                          + ("" if evaluated_gflops is None else f" and {len(evaluated_gflops)} GFLOPs figures"))
     spent = list(evaluated_gflops) if evaluated_gflops is not None else [c.gflops for c in choices]
+    slack = list(tolerances) if tolerances is not None else [0.0] * len(choices)
     curve = [SweepPoint(budget=float(c.budget), gflops=float(g), score=float(s), thresholds=dict(c.thresholds),
-                        selection_ratio=dict(c.selection_ratio)) for c, g, s in zip(choices, spent, scores)]
-    return Sweep(curve=curve, references=list(references), metric=metric)
+                        selection_ratio=dict(c.selection_ratio), expected_gflops=float(c.gflops), status=c.status,
+                        tolerance=float(t)) for c, g, s, t in zip(choices, spent, scores, slack)]
+    return Sweep(curve=curve, references=list(references), metric=metric, meta=dict(meta or {}))

@@ -148,6 +148,10 @@ class AudioModality(Modality):
     def load_policy(self, media, segment, *, train, rng=None):
         return self._resized(self.spectrogram(media, segment), self.policy_shape())
 
+    def display(self, media, segment, *, selected):
+        """The explain figure's strip: the segment's full-size spectrogram (frequency, time); cheap, so always shown."""
+        return self.spectrogram(media, segment)[0].numpy()
+
 
 @hookimpl
 def register_modalities(register):

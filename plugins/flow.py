@@ -123,6 +123,18 @@ class FlowModality(Modality):
     def load_policy(self, media, segment, *, train, rng=None):
         return self._load(media, segment, policy_locations(segment.frame_indices), train=train, rng=rng, policy=True)
 
+    def display(self, media, segment, *, selected):
+        """The explain figure: flow (pixels, (H, W, 2)) of the middle frame pair of the segment's window, where the
+        policy selected flow; None elsewhere (flow was never computed there)."""
+        if not selected:
+            return None
+        start = min(segment.frame_indices[len(segment.frame_indices) // 2], max(segment.num_frames - 1, 0))
+        pair = sorted({start, min(start + 1, max(segment.num_frames - 1, 0))})
+        frames = dict(zip(pair, media.frames(pair)))
+        flow = flows_for_pairs(frames, [start], self.options.algorithm, threads=1, cache=self._cache(media),
+                               last_index=segment.num_frames - 1)[start]
+        return np.clip(flow, -self.options.bound, self.options.bound)
+
     def preprocessing_gflops(self) -> float:
         """Estimated TV-L1 cost per segment at the decode size (16:9 assumed); 0 for DIS/Farneback's small cost."""
         if self.options.algorithm != "tvl1":

@@ -217,3 +217,8 @@ def register_fusions(register):
              description="lateral connections source -> target (Audiovisual SlowFast); baseline only, every segment")
     register("bilateral", build_bilateral, options_model=LateralOptions,
              description="lateral connections both ways (our design for the reverse); baseline only, every segment")
+
+
+# Declared on the builders too, so that config validation knows it without building the method.
+build_unilateral.needs_all_modalities = True
+build_bilateral.needs_all_modalities = True

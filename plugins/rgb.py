@@ -55,6 +55,10 @@ class RGBModality(Modality):
     def load_policy(self, media, segment, *, train, rng=None):
         return self._load(media, policy_locations(segment.frame_indices), train=train, rng=rng, policy=True)
 
+    def display(self, media, segment, *, selected):
+        """The explain figure's thumbnail: the middle frame of the segment's window, as decoded (H, W, 3)."""
+        return media.frames([segment.frame_indices[len(segment.frame_indices) // 2]])[0]
+
 
 @hookimpl
 def register_modalities(register):

@@ -46,6 +46,7 @@ def test_benchmark_run_times_every_method_on_generated_clips(cli, config):
     for r in methods.values():
         assert r["videos"] == 3 and r["min"] <= r["videos_per_second"] <= r["max"]
         assert r["gflops_per_video"] > 0 and r["peak_resident_mb"] > 0 and r["seconds_by_part"]
+        assert r["cpu_seconds_per_video"] > 0
     assert methods["all"]["selection"] == {"rgb": 1.0, "audio": 1.0}
     assert methods["unimodal:rgb"]["selection"] == {"rgb": 1.0, "audio": 0.0}
     assert methods["adaptive"]["selection"]["audio"] == 1.0  # drawn at the requested rate 1.0
@@ -83,3 +84,52 @@ def test_random_decisions_follow_the_rates_from_a_fixed_seed():
     assert torch.equal(first, again)
     rates = first.mean(dim=(0, 1))
     assert abs(float(rates[0]) - 0.3) < 0.03 and abs(float(rates[1]) - 0.8) < 0.03
+    assert first.sum(dim=(0, 1)).tolist() == [1200.0, 3200.0]  # exactly round(rate * items) per batch
+    assert bool((first[:, :, 0].sum(dim=0) > 0).all())  # at random positions: every segment gets some
+
+
+@pytest.mark.parametrize("warmup", [None, 0])
+def test_passes_of_the_methods_are_interleaved_round_by_round(monkeypatch, warmup):
+    from adamml_core.engine import bench
+
+    calls = []
+
+    def fake_pass(system, exp, records, kind, only, decide, options):
+        calls.append((kind, len(records)))
+        return 2.0 if kind == "all" else 1.0, {}, torch.ones(len(records), 2, 2)
+
+    class System:
+        modalities = ["rgb", "audio"]
+
+        def eval(self):
+            return self
+
+    class Costs:
+        preprocessing = {"rgb": 0.0, "audio": 0.0}
+
+        def per_video(self, decisions, policy, fusion):
+            return torch.full((decisions.shape[0],), 3.0)
+
+    monkeypatch.setattr(bench, "_one_pass", fake_pass)
+    seen = []
+    settings = bench.BenchSettings(methods=["adaptive", "all"], repeats=2, warmup_videos=warmup,
+                                   options=bench.PipelineOptions(batch_size=2), on_pass=lambda *a: seen.append(a))
+    out = bench.measure_all(System(), None, list(range(4)), None, settings, Costs())
+    warm = [] if warmup == 0 else [("adaptive", 2), ("all", 2)]
+    assert calls == warm + [("adaptive", 4), ("all", 4)] * 2  # not adaptive, adaptive, all, all
+    assert [r["videos_per_second"] for r in out] == [4.0, 2.0] and out[0]["per_pass"] == [4.0, 4.0]
+    assert seen == [("adaptive", 1, 1.0), ("all", 1, 2.0), ("adaptive", 2, 1.0), ("all", 2, 2.0)]  # progress
+
+
+def test_drawn_decisions_restart_with_each_pass():
+    class Stub:
+        modalities = ["a", "b"]
+
+        def decide(self, inputs):
+            return torch.zeros(4, 10, 2), None
+
+    decide = random_decider(Stub(), {"a": 0.5, "b": 0.5}, seed=1)
+    first, second = decide({}), decide({})
+    assert not torch.equal(first, second)  # batches of one pass get different draws
+    decide.reset()
+    assert torch.equal(decide({}), first)  # a new pass draws the same again

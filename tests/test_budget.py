@@ -181,3 +181,38 @@ def test_spend_is_what_the_projects_cost_model_charges():
         assert charged == pytest.approx(choice.gflops) and charged <= budget + 1e-9
     # the fixed per-segment cost moves both ends of the range by the same amount
     assert low == pytest.approx(budget_range(base)[0] + 0.05 * 5)
+
+
+def test_thresholds_survive_rounding_noise_in_recomputed_probabilities():
+    """P(select) recomputed elsewhere differs by a few float32 ulps; the decisions must not."""
+    from adamml_core.engine.budget import RESOLUTION
+
+    cal = _cal(n=300, seed=5)
+    # near-ties as a saturated policy gives them: many P values a fraction of RESOLUTION apart
+    probs = cal.probs.clone()
+    probs[::2] = probs[1::2][: probs[::2].shape[0]] + 0.3 * RESOLUTION
+    cal = Calibration(probs=probs.clamp(0, 1), modalities=NAMES, recognition_gflops=COSTS, policy_gflops=POLICY)
+    system = SimpleNamespace(modalities=list(NAMES), empty_video="best_item")
+    g = torch.Generator().manual_seed(1)
+    noisy = (cal.probs + (torch.rand(cal.probs.shape, generator=g) - 0.5) * 0.8 * RESOLUTION).clamp(0, 1)
+    for budget in budget_grid(cal, points=15)[1:-1]:
+        choice = thresholds_for_budget(cal, budget)
+        exact = threshold_decisions(system, cal.probs, choice.thresholds)
+        assert torch.equal(threshold_decisions(system, noisy, choice.thresholds), exact), budget
+        for i, m in enumerate(NAMES):  # every threshold keeps its distance from every calibration P
+            if choice.thresholds[m] <= 1.0:
+                assert float((cal.probs[..., i] - choice.thresholds[m]).abs().min()) >= 0.4 * RESOLUTION
+
+
+def test_spread_for_other_videos_counts_selection_noise_even_when_calibration_videos_agree():
+    from adamml_core.engine.budget import spend_spread, video_gflops
+
+    one = torch.tensor([[[0.9, 0.2, 0.6], [0.4, 0.7, 0.1]]])
+    cal = Calibration(probs=one.repeat(50, 1, 1), modalities=NAMES, recognition_gflops=COSTS, policy_gflops=POLICY)
+    choice = thresholds_for_budget(cal, budget_grid(cal, points=5)[2])
+    assert float(video_gflops(cal, choice.thresholds).std()) == 0.0  # identical videos
+    rates = choice.selection_ratio
+    expected = sum(2 * rates[m] * (1 - rates[m]) * COSTS[m] ** 2 for m in NAMES) ** 0.5
+    assert expected > 0 and spend_spread(cal, choice.thresholds) == pytest.approx(expected)
+    everything = thresholds_for_budget(cal, 1e9)
+    assert spend_spread(cal, everything.thresholds) == pytest.approx(0.0, abs=1e-9)  # all selected: every video spends the same

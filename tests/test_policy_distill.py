@@ -86,3 +86,32 @@ def test_efficiency_from_costs_and_final_temperature_in_the_alternating_stage(da
     term.bind_costs(trainer.evaluator.cost_model(trainer.system))
     top = max(costs.values())
     assert term.lambdas.tolist() == pytest.approx([0.25 * costs["rgb"] / top, 0.25 * costs["audio"] / top])
+
+
+def test_policy_pretrain_per_segment_pooling_scores_each_segment_alone(data_root, tmp_path):
+    """pooling=segment: the loss is the mean over segments of each segment's own cross-entropy."""
+    import torch.nn.functional as F
+
+    from adamml_core.segmented_dataset import collate_batch
+    from adamml_plugins.recipe import PolicyPretrainForward, _auxiliary_heads
+
+    cfg = tiny_config(data_root, tmp_path / "pool", ["train.policy_pretrain={epochs: 1, pooling: segment}"])
+    assert cfg.train.policy_pretrain.pooling == "segment"
+    exp = build_experiment(cfg, components=builtin_components())
+    system = exp.build_system().eval()
+    torch.manual_seed(0)
+    aux = _auxiliary_heads(system, exp.num_classes)
+    dataset = exp.make_dataset(exp.records["train"][:3], train=False, load="policy")
+    batch = collate_batch([dataset[i] for i in range(3)])
+    with torch.no_grad():
+        per_segment = PolicyPretrainForward("segment")(system, batch, aux=aux, multi_label=False).loss
+        pooled = PolicyPretrainForward("video")(system, batch, aux=aux, multi_label=False).loss
+        expected, expected_pooled = 0.0, 0.0
+        for m in system.modalities:
+            x = batch["policy_inputs"][m]
+            b, c = x.shape[:2]
+            features = system.policy.branches[m](x.flatten(0, 1))  # [B*C, D], video-major
+            expected = expected + F.cross_entropy(aux[m](features), batch["target"].repeat_interleave(c))
+            expected_pooled = expected_pooled + F.cross_entropy(aux[m](features.view(b, c, -1).mean(1)), batch["target"])
+    assert float(per_segment) == pytest.approx(float(expected), rel=1e-5)
+    assert float(pooled) == pytest.approx(float(expected_pooled), rel=1e-5)

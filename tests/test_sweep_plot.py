@@ -43,3 +43,18 @@ def test_mismatched_scores_and_foreign_json_are_refused(tmp_path):
     bad.write_text(json.dumps({**sweep.as_dict(), "format": "something-else"}))
     with pytest.raises(ValueError, match="not an adamml sweep file"):
         read_sweep(bad)
+
+
+def test_points_carry_the_calibration_spend_and_older_files_still_read(tmp_path):
+    sweep = _sweep()
+    assert all(p.expected_gflops is not None and p.tolerance == 0.0 for p in sweep.curve)
+    assert [p.status for p in sweep.curve][-1] == "all_selected"
+    data = sweep.as_dict()
+    data.pop("meta")
+    for point in data["curve"]:  # as written before these fields existed
+        for key in ("expected_gflops", "status", "tolerance"):
+            point.pop(key)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    back = read_sweep(old)
+    assert back.meta == {} and [p.gflops for p in back.curve] == [p.gflops for p in sweep.curve]

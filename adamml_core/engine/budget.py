@@ -4,8 +4,9 @@ The rule: rank every calibration item (video, segment, modality) by P(select) pe
 its recognition network, and select the items in that order, best value first. Any prefix
 of that ranking is exactly what per-modality thresholds select: within one modality the
 cost is constant, so "P / cost_m >= lambda" is "P >= lambda * cost_m", a threshold on P.
-The chosen prefix is the one that spends the most without going over the budget; its
-thresholds are the smallest P(select) it took of each modality.
+The chosen prefix is the one that spends the most without going over the budget; each
+modality's threshold lies halfway between the smallest P(select) it took of that modality and
+the largest it left (both in float32), so P recomputed with rounding noise decides the same.
 
 Costs follow ``adamml_core.cost_model``: per video, the policy (and the fusion module) on
 every segment plus each selected item's network. ``threshold_decisions`` switches on the most probable item of a
@@ -33,6 +34,8 @@ from adamml_core.engine.calibration import threshold_decisions
 
 # Above every probability (P <= 1): a modality with this threshold is never selected.
 NEVER = 1.0 + 1e-6
+# P(select) values of one modality closer than this are one group (a few float32 ulps near 1; see _resolved)
+RESOLUTION = 2.5e-7
 Status = Literal["met", "all_selected"]
 
 
@@ -151,6 +154,27 @@ def mean_video_gflops(cal: Calibration, thresholds: Mapping[str, float]) -> tupl
     return gflops, ratios
 
 
+def video_gflops(cal: Calibration, thresholds: Mapping[str, float]) -> np.ndarray:
+    """GFLOPs ``[N]`` of each calibration video under ``thresholds`` (their spread bounds what other videos spend)."""
+    system = SimpleNamespace(modalities=list(cal.modalities), empty_video=cal.empty_video)
+    used = threshold_decisions(system, cal.probs, dict(thresholds)).double().sum(dim=1).numpy()  # [N, M]
+    return cal.fixed_gflops * cal.segments + used @ cal.costs
+
+
+def spend_spread(cal: Calibration, thresholds: Mapping[str, float]) -> float:
+    """Standard deviation of GFLOPs per video under ``thresholds``, for other videos than the calibration ones.
+
+    The larger of the spread measured on the calibration videos and that of independent
+    selections at the calibration rates (``C r_m (1 - r_m) cost_m^2`` summed over modalities): a
+    few calibration videos that happen to spend alike do not make other videos spend alike.
+    """
+    measured = float(video_gflops(cal, thresholds).std())
+    _, ratios = mean_video_gflops(cal, thresholds)
+    rates = np.array([ratios[m] for m in cal.modalities])
+    independent = float(np.sqrt(np.sum(cal.segments * rates * (1.0 - rates) * cal.costs ** 2)))
+    return max(measured, independent)
+
+
 @dataclass(frozen=True)
 class _Ranking:
     """The items in the order the rule selects them, and the mean cost of every cut."""
@@ -160,13 +184,33 @@ class _Ranking:
     cut_gflops: np.ndarray  # mean GFLOPs per video at each cut, fallback included
 
 
+def _resolved(probs: np.ndarray) -> np.ndarray:
+    """Each P replaced by the largest P of its group: P values of one modality closer than ``RESOLUTION``.
+
+    The same network recomputes P(select) with a few float32 ulps of difference in another
+    process, thread count or batch size; items that close cannot be ranked reliably, so they move
+    together, and every threshold then lies at least ``RESOLUTION / 2`` from every calibration P.
+    """
+    out = np.empty_like(probs)
+    for i in range(probs.shape[-1]):
+        column = probs[..., i].reshape(-1)
+        order = np.argsort(column, kind="stable")
+        ranked = column[order]
+        group = np.concatenate([[0], np.cumsum(np.diff(ranked) > RESOLUTION)])
+        top = np.maximum.reduceat(ranked, np.nonzero(np.diff(np.concatenate([[-1], group])))[0])
+        column = np.empty_like(ranked)
+        column[order] = top[group]
+        out[..., i] = column.reshape(probs.shape[:-1])
+    return out
+
+
 def _rank(cal: Calibration) -> _Ranking:
     probs = cal.probs.double().numpy()
     n, c, m = probs.shape
     costs = cal.costs
     with np.errstate(divide="ignore", invalid="ignore"):
         # a free network is worth selecting before anything that costs
-        value = np.where(costs > 0, probs / np.where(costs > 0, costs, 1.0), np.inf).reshape(-1)
+        value = np.where(costs > 0, _resolved(probs) / np.where(costs > 0, costs, 1.0), np.inf).reshape(-1)
     order = np.lexsort((np.arange(value.size), -value))  # stable and deterministic under ties
     item_cost = np.broadcast_to(costs, (n, c, m)).reshape(-1)[order]
     spent = np.concatenate([[0.0], np.cumsum(item_cost)])
@@ -189,14 +233,24 @@ def _rank(cal: Calibration) -> _Ranking:
 
 def _thresholds_for(cal: Calibration, ranking: _Ranking, length: int) -> dict[str, float]:
     probs = cal.probs.reshape(-1).numpy()  # float32: values come back exactly as torch compares them
-    taken = ranking.order[:length]
-    column = taken % len(cal.modalities)
+    taken, left = ranking.order[:length], ranking.order[length:]
     out = {}
     for i, name in enumerate(cal.modalities):
-        mine = taken[column == i]
-        # the smallest P taken of this modality; stored in the tensor's own precision so that
-        # threshold_decisions' comparison in that dtype reproduces the ranking exactly
-        out[name] = float(probs[mine].min()) if mine.size else NEVER
+        mine = taken[taken % len(cal.modalities) == i]
+        if not mine.size:
+            out[name] = NEVER
+            continue
+        # within a modality the ranking is by P, so every P left out is below every P taken; the
+        # threshold sits halfway between the two (in float32, the tensor's own precision, so that
+        # threshold_decisions' comparison reproduces the ranking exactly), which keeps the same
+        # decisions when P(select) is recomputed with rounding differences (another batch size)
+        rest = left[left % len(cal.modalities) == i]
+        if not rest.size:  # every item of the modality taken: always select it
+            out[name] = 0.0
+            continue
+        low, high = np.float32(probs[mine].min()), np.float32(probs[rest].max())
+        middle = np.float32((np.float64(low) + np.float64(high)) / 2)
+        out[name] = float(middle if high < middle <= low else low)
     return out
 
 

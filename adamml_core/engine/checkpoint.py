@@ -3,7 +3,8 @@
 A checkpoint holds the format version, the config as a dict, the training position
 (stage, epoch, pass, step), model (the Gumbel temperature is one of its buffers) /
 auxiliary / optimiser / scheduler / scaler state, the running means, the best model so
-far, the calibrated thresholds, the RNG states of python, numpy and torch, and which
+far, the calibrated thresholds (and, with them, the calibration data a GFLOPs budget is chosen
+from: ``budget.Calibration.state()``, absent from older checkpoints), the RNG states of python, numpy and torch, and which
 plugin (and distribution) supplied each component, so that a run resumed from it
 continues exactly as if it had never stopped and a missing plugin is named on load.
 """

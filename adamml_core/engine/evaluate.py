@@ -25,8 +25,10 @@ def segment_costs(system: torch.nn.Module, exp: Any) -> CostModel:
 def evaluate(system: torch.nn.Module, exp: Any, records: list, *, mode: str = "adaptive",
              threshold: float | dict[str, float] | None = None, ctx: DistContext | None = None, batch_size: int = 8,
              workers: int = 0, progress: Any = None, costs: CostModel | None = None, amp: bool = False,
-             description: str | None = None) -> dict[str, Any]:
+             description: str | None = None, rates: Any = None, seed: int = 0) -> dict[str, Any]:
     """Score ``records`` in one mode. Result keys: mode, threshold, top1, top5, mAP, videos, metric, score,
-    gflops_per_video, selection, seconds, videos_per_second and, when known, skipped, selection_quality."""
+    gflops_per_video, selection, seconds, videos_per_second and, when known, skipped, selection_quality;
+    mode ``random`` (``rates``, ``seed``) adds rates, rates_from, seed and, for learned rates, learned."""
     evaluator = Evaluator(exp, ctx=ctx, batch_size=batch_size, workers=workers, amp=amp, costs=costs, progress=progress)
-    return evaluator.evaluate(system, records, mode=mode, threshold=threshold, description=description)
+    return evaluator.evaluate(system, records, mode=mode, threshold=threshold, description=description, rates=rates,
+                              seed=seed)

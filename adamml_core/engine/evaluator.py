@@ -8,6 +8,9 @@ modality) items. That path is the one function :func:`adaptive_batch`, passed in
 ``Evaluator(adaptive=...)`` so that another execution (e.g. a pipelined one) can replace it.
 ``all``: every modality on every segment, fused (the weighted-fusion baseline).
 ``unimodal:<m>``: one recognition network alone.
+``random``: AdaMML's networks with decisions drawn at random at per-modality ``rates``
+(default: the learned policy's rates, from an adaptive pass over the same videos) through the
+same lazy path (:mod:`adamml_core.engine.random_policy`); its GFLOPs count no policy network.
 
 GFLOPs per video come from the one cost model (:class:`adamml_core.cost_model.CostModel`).
 """
@@ -34,14 +37,14 @@ class EvaluationError(ValueError):
 
 
 def parse_mode(mode: str, modalities: list[str]) -> tuple[str, str | None]:
-    if mode in ("adaptive", "all"):
+    if mode in ("adaptive", "all", "random"):
         return mode, None
     if mode.startswith("unimodal:"):
         m = mode.split(":", 1)[1]
         if m not in modalities:
             raise EvaluationError(f"--mode {mode}: '{m}' is not a modality of this model; it has {', '.join(modalities)}")
         return "unimodal", m
-    raise EvaluationError(f"unknown mode '{mode}'; use adaptive, all or unimodal:<modality> ({', '.join(modalities)})")
+    raise EvaluationError(f"unknown mode '{mode}'; use adaptive, all, random or unimodal:<modality> ({', '.join(modalities)})")
 
 
 def adaptive_batch(system: Any, dataset: Any, batch: dict[str, Any], *, threshold: Any, device: Any,
@@ -69,6 +72,8 @@ AdaptiveBatch = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 class Evaluator:
     """Evaluates systems built by one :class:`~adamml_core.engine.experiment.Experiment`."""
 
+    keep_outputs = False  # True: results also hold "outputs", the per-video logits/targets/decisions (eval --report)
+
     def __init__(self, exp: Any, *, ctx: DistContext | None = None, batch_size: int = 8, workers: int = 0,
                  amp: bool = False, costs: CostModel | None = None, progress: Any = None,
                  adaptive: AdaptiveBatch = adaptive_batch):
@@ -84,13 +89,33 @@ class Evaluator:
         return self.costs
 
     def evaluate(self, system: Any, records: list, *, mode: str = "adaptive", threshold: Any = None,
-                 description: str | None = None) -> dict[str, Any]:
-        """Score ``records`` in one mode; see the module docstring. Draws nothing from the global RNG."""
+                 description: str | None = None, rates: Any = None, seed: int = 0) -> dict[str, Any]:
+        """Score ``records`` in one mode; see the module docstring. Draws nothing from the global RNG.
+
+        ``rates``/``seed``: mode ``random`` only; ``threshold`` there is the learned rule whose rates
+        are measured when ``rates`` is None."""
+        if mode != "random":
+            if rates is not None:
+                raise EvaluationError("--rates only applies to --mode random")
+            with torch.random.fork_rng(devices=[]):
+                return self._evaluate(system, records, mode, threshold, description)
+        from adamml_core.engine.random_policy import RatesError, parse_rates
+
+        try:
+            given = parse_rates(rates, list(system.modalities))
+        except RatesError as exc:
+            raise EvaluationError(str(exc)) from None
+        learned = None if given is not None else self.evaluate(system, records, mode="adaptive", threshold=threshold)
+        self.random_rates, self.random_seed = (given or learned["selection"]), seed
         with torch.random.fork_rng(devices=[]):
-            return self._evaluate(system, records, mode, threshold, description)
+            result = self._evaluate(system, records, mode, None, description)
+        result.update(rates=dict(self.random_rates), rates_from="given" if given is not None else "learned", seed=seed)
+        if learned is not None:
+            result["learned"] = {k: learned[k] for k in ("score", "gflops_per_video", "selection", "threshold")}
+        return result
 
     def _dataset(self, kind: str, only: str | None, records: list) -> Any:
-        if kind == "adaptive":
+        if kind in ("adaptive", "random"):
             return self.exp.make_dataset(records, train=False, load="policy")
         if kind == "all":
             return self.exp.make_dataset(records, train=False, load="recognition")
@@ -134,9 +159,11 @@ class Evaluator:
         skipped = getattr(dataset, "skipped", None)
         if skipped:
             result["skipped"] = dict(skipped) if isinstance(skipped, dict) else skipped
-        quality = _selection_quality(self.exp, dataset, records, chosen, names) if kind == "adaptive" else None
+        quality = _selection_quality(self.exp, dataset, records, chosen, names) if kind in ("adaptive", "random") else None
         if quality is not None:
             result["selection_quality"] = quality
+        if self.keep_outputs:
+            result["outputs"] = _outputs(scores, chosen)
         return result
 
     def _loop(self, system, dataset, loader, kind, only, threshold, progress, task):
@@ -146,12 +173,17 @@ class Evaluator:
         chosen: list[tuple[list[int], torch.Tensor]] = []
         autocast = torch.autocast("cuda", dtype=torch.float16) if (self.amp and ctx.cuda) else nullcontext()
         with torch.no_grad(), autocast:
-            if kind == "adaptive" and self.adaptive is adaptive_batch:  # the pipelined lazy path (engine/pipeline.py)
+            if kind == "random" or (kind == "adaptive" and self.adaptive is adaptive_batch):  # the pipelined lazy path
                 from adamml_core.engine.pipeline import evaluation_batches
 
                 shard = [i for batch in loader.batch_sampler for i in batch]
+                rule = None
+                if kind == "random":
+                    from adamml_core.engine.random_policy import random_rule
+
+                    rule = random_rule(system, self.random_rates, self.random_seed + ctx.rank)
                 for out in evaluation_batches(system, dataset, shard, threshold=threshold, device=ctx.device,
-                                              workers=self.workers, batch_size=self.batch_size):
+                                              workers=self.workers, batch_size=self.batch_size, decide=rule):
                     scores.update(out.logits, out.target)
                     selection.update(out.decisions)
                     chosen.append((out.indices, out.decisions))
@@ -176,6 +208,16 @@ class Evaluator:
                 selection.update(decisions)
                 progress.update(task, advance=1, stats=f"videos {selection.videos}")
         return scores, selection, chosen
+
+
+def _outputs(scores: ClassificationMeter, chosen: list) -> dict[str, Any]:
+    """Per video, in one order: dataset index (adaptive/random), logits ``[N, K]``, target, decisions ``[N, C, M]``."""
+    logits, target = scores.state()
+    out: dict[str, Any] = {"logits": logits, "target": target}
+    if chosen:
+        out["indices"] = [i for part, _ in chosen for i in part]
+        out["decisions"] = torch.cat([d.float().cpu() for _, d in chosen])
+    return out
 
 
 def _selection_quality(exp: Any, dataset: Any, records: list, chosen: list, names: list[str]) -> Any:

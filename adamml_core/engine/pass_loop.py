@@ -11,7 +11,7 @@ import torch
 from adamml_core.engine import distributed
 from adamml_core.engine.loaders import make_loader, to_device
 from adamml_core.engine.passes import PassStep, RunningMeans
-from adamml_core.engine.recipe import PassPlan, StagePlan, build_loss_terms, configure_pass
+from adamml_core.engine.recipe import PassPlan, StageContext, StagePlan, build_loss_terms, configure_pass
 from adamml_core.engine.run_dir import LAST
 
 
@@ -33,6 +33,8 @@ def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
     from adamml_core.segmented_dataset import collate_batch
 
     pos, cfg = trainer.position, trainer.cfg
+    if plan.before_epoch is not None and pos.pass_index == 0 and pos.step == 0:  # an epoch starts (not a resume mid-epoch)
+        plan.before_epoch(StageContext(trainer, plan))
     terms = build_loss_terms(pp, cfg, trainer.exp.components, plan.name)
     _bind_costs(trainer, [pp.forward, *terms])  # before configure_pass: counting resets the modules' train modes
     configure_pass(trainer.system, pp)

@@ -171,7 +171,7 @@ class InferencePipeline:
 
     def _whole_sample(self, index: int, status: str, payload: Any) -> dict[str, Any] | None:
         """``dataset[index]``'s sample from a worker's reply, ``on_error`` applied and counted here."""
-        return reply_sample(self.dataset, index, status, payload, lambda p: p["tensors"], self.dataset._zeros)
+        return reply_sample(self.dataset, index, status, payload, lambda p: p["tensors"], self.dataset.zero_sample)
 
 
 def adaptive_batches(system: Any, exp: Any, records: list, decide: Decide,
@@ -194,7 +194,10 @@ def threshold_rule(system: Any, threshold: Any) -> Decide:
 
 
 def evaluation_batches(system: Any, dataset: Any, indices: Sequence[int], *, threshold: Any, device: Any,
-                       workers: int, batch_size: int) -> Iterator[BatchOutput]:
-    """The evaluator's adaptive mode through the pipeline: ``indices`` of a ``load="policy"`` dataset, in order."""
+                       workers: int, batch_size: int, decide: Decide | None = None) -> Iterator[BatchOutput]:
+    """The evaluator's adaptive mode through the pipeline: ``indices`` of a ``load="policy"`` dataset, in order.
+
+    ``decide`` replaces the policy's rule (e.g. the random policy's draws); default: ``threshold_rule``."""
     options = PipelineOptions(batch_size=batch_size, workers=workers, device=device)
-    yield from InferencePipeline(dataset, options, indices=indices).adaptive(system, threshold_rule(system, threshold))
+    rule = decide if decide is not None else threshold_rule(system, threshold)
+    yield from InferencePipeline(dataset, options, indices=indices).adaptive(system, rule)

@@ -53,19 +53,40 @@ def bucket(n: int, largest: int) -> int:
 
 
 class Bucketed(nn.Module):
-    """Runs ``module`` on the batch padded to its bucket size, returns the rows of the real batch."""
+    """Runs ``module`` on the batch padded to its bucket size, returns the rows of the real batch.
 
-    def __init__(self, module: nn.Module, largest: int):
+    A network with an ``encode``/``head`` split (what feature fusions call, see
+    ``fusion_contract``) keeps it: both are forwarded, bucketed the same way, and so is
+    ``feature_dim``; a logits-only network gets neither, so the system still tells them apart.
+    """
+
+    def __init__(self, module: nn.Module, largest: int, parts: dict[str, Any] | None = None):
         super().__init__()
         self.module = module
         self.largest = largest
+        for name, part in (parts or {}).items():  # plain attributes: only present when the network has them
+            object.__setattr__(self, name, self._bucketed(part))
+        if getattr(module, "feature_dim", None) is not None:
+            self.feature_dim = module.feature_dim
+
+    def _bucketed(self, call: Any) -> Any:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            n = x.shape[0]
+            size = bucket(n, self.largest)
+            if size > n:
+                x = torch.cat([x, x.new_zeros(size - n, *x.shape[1:])])
+            return call(x)[:n]
+        return run
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        size = bucket(n, self.largest)
-        if size > n:
-            x = torch.cat([x, x.new_zeros(size - n, *x.shape[1:])])
-        return self.module(x)[:n]
+        return self._bucketed(self.module)(x)
+
+
+def _compiled_parts(module: nn.Module) -> dict[str, Any]:
+    """The compiled ``encode`` and ``head`` of a network that has both (feature fusions call them)."""
+    if not (callable(getattr(module, "encode", None)) and callable(getattr(module, "head", None))):
+        return {}
+    return {name: torch.compile(getattr(module, name), dynamic=False) for name in ("encode", "head")}
 
 
 @contextmanager
@@ -77,7 +98,7 @@ def fast_system(system: Any, fast: FastPath) -> Iterator[Any]:
         system.to(memory_format=torch.channels_last)
     if fast.compile and recognizers is not None:
         for m, module in originals.items():
-            recognizers[m] = Bucketed(torch.compile(module, dynamic=False), fast.max_bucket)
+            recognizers[m] = Bucketed(torch.compile(module, dynamic=False), fast.max_bucket, _compiled_parts(module))
     try:
         yield system
     finally:

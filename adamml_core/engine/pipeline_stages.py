@@ -35,7 +35,10 @@ def reply_sample(ds: Any, index: int, status: str, payload: Any, inputs: Callabl
     record = ds.records[index]
     if status == "ok":
         ds.skipped.update(payload["notes"])  # what the source substituted (e.g. silence): counted, not errors
-        return {**inputs(payload), "target": ds._target(record), "index": index, "valid": True}
+        per_video = getattr(ds, "video_notes", None)  # a caller that reports each video (engine/inference.py)
+        if per_video is not None:
+            per_video[index] = dict(payload["notes"])
+        return {**inputs(payload), "target": ds.target_of(record), "index": index, "valid": True}
     error = media_error(payload)
     if ds.on_error == "raise":
         raise error
@@ -43,7 +46,7 @@ def reply_sample(ds: Any, index: int, status: str, payload: Any, inputs: Callabl
         ds.note_failure(record, error, "skipped")
         return None
     ds.note_failure(record, error, "substituted")
-    return {**zeros(), "target": ds._target(record), "index": index, "valid": False}
+    return {**zeros(), "target": ds.target_of(record), "index": index, "valid": False}
 
 
 class AdaptiveStages:

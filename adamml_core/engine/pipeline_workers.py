@@ -13,7 +13,9 @@ here: the main process counts them once in the dataset it owns.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import time
 import traceback
 from collections import Counter, OrderedDict
@@ -25,6 +27,7 @@ import torch
 from adamml_core.media.errors import MediaError
 
 KEEP_CHOICES = ("recognition", "policy")
+PARENT_POLL_SECONDS = 2.0  # how often an idle worker checks that the main process still exists
 
 
 class KeptMedia:
@@ -178,7 +181,7 @@ class VideoWork:
             media.keep(wanted)  # one sequential pass instead of a seek per segment
             times["decode"] = time.perf_counter() - start
             start = time.perf_counter()
-            tensors = ds._load_video(index, media)
+            tensors = ds.load_tensors(index, media)
             times["inputs"] = time.perf_counter() - start
             notes = dict(getattr(media, "notes", None) or {})
         finally:
@@ -211,8 +214,14 @@ def worker_main(dataset: Any, options: dict[str, Any], requests: Any, replies: A
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     torch.set_num_threads(1)  # the workers are the parallelism; torch threads would fight them
     work = VideoWork(dataset, **options)
+    parent = multiprocessing.parent_process()
     while True:
-        request = requests.get()
+        try:
+            request = requests.get(timeout=PARENT_POLL_SECONDS)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                break  # the main process was killed (no None will come): don't linger holding decoded videos
+            continue
         if request is None:
             break
         reply = work.handle(request)

@@ -38,6 +38,9 @@ class PassOutput:
     stats: dict[str, torch.Tensor]
     logits: torch.Tensor | None = None
     decisions: torch.Tensor | None = None
+    # a multi-head model's named video logits [B, K] per head, and the weight of each head's loss
+    heads: dict[str, torch.Tensor] | None = None
+    head_weights: dict[str, torch.Tensor] | None = None
 
 
 class PassForward(Protocol):
@@ -81,6 +84,50 @@ class StagePlan:
     track_best: bool = False
     start_from_best: bool = False
     auxiliary: Callable[[Any, int], torch.nn.Module] | None = None  # (system, num_classes) -> module trained as "aux"
+    # called at the start of every epoch (not on a resume mid-epoch) with a StageContext, e.g. to measure losses
+    before_epoch: Callable[["StageContext"], None] | None = None
+
+
+class StageContext:
+    """What a stage's ``before_epoch`` hook may use: the system, the training share, batches of any records, the log.
+
+    The hook may change the system (e.g. a buffer of loss weights, saved with the model); anything it
+    trains temporarily it must restore itself. It runs before the epoch's passes, so a run resumed
+    at an epoch boundary runs it again exactly where an uninterrupted run did.
+    """
+
+    def __init__(self, trainer: Any, plan: StagePlan):
+        self._trainer, self.plan = trainer, plan
+        self.system, self.cfg = trainer.system, trainer.cfg
+        self.epoch = trainer.position.epoch
+        self.records = list(trainer.recognition_records)  # the training share the stage's passes read
+        self.multi_label = trainer.exp.multi_label
+        self.device = trainer.ctx.device
+
+    def batches(self, records: list, *, train: bool, stream: tuple[Any, ...], epoch: int = 0,
+                load: str = "recognition") -> Any:
+        """Device batches of ``records``: augmented and shuffled (``train``, seeded by ``stream``/``epoch``) or in order."""
+        from adamml_core.engine.loaders import make_loader, stream_seed, to_device
+        from adamml_core.segmented_dataset import collate_batch
+
+        t = self._trainer
+        dataset = t.exp.make_dataset(records, train=train, load=load)
+        dataset.set_epoch(stream_seed(self.cfg.runtime.seed, "augment", self.plan.name, *stream, epoch))
+        loader, _ = make_loader(dataset, t.loader_spec, stream=(self.plan.name, *stream), epoch=epoch, train=train,
+                                collate_fn=collate_batch)
+        for batch in loader:
+            yield to_device(batch, self.device)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """One run-log event (``record`` names it with "event"), tagged with the stage and epoch."""
+        self._trainer.run.log({"stage": self.plan.name, "epoch": self.epoch, **record})
+
+    def say(self, message: str) -> None:
+        self._trainer.say(message)
+
+    def from_main(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (a measurement each rank made on its own shard must agree)."""
+        return self._trainer.ctx.broadcast_object(value)
 
 
 class Stage:
@@ -151,7 +198,9 @@ def check_recipe(cfg: Any, components: Any) -> list[str]:
             raise ConfigError(f"train.{key}: unknown field (typo?); not a training stage either; registered stages: "
                               f"{', '.join(components.stages.names())}")
     notes = []
-    for stage, plan in plan_stages(cfg, components):
+    plans = plan_stages(cfg, components)
+    _refuse_adaptive_stages(cfg, components, [plan for _, plan in plans])
+    for stage, plan in plans:
         for pass_plan in plan.passes:
             build_loss_terms(pass_plan, cfg, components, plan.name)
         reason = stage.check(stage_options(cfg, plan.name, components)[1], cfg, components)
@@ -160,10 +209,42 @@ def check_recipe(cfg: Any, components: Any) -> list[str]:
     return notes
 
 
+def runs_adaptive(plan: StagePlan) -> bool:
+    """A stage that runs the policy's per-segment decisions (a pass gives decisions, or it validates adaptively)."""
+    return "adaptive" in plan.validation_modes or any("decisions" in p.forward.provides for p in plan.passes)
+
+
+def _refuse_adaptive_stages(cfg: Any, components: Any, plans: list[StagePlan]) -> None:
+    """A fusion that needs every modality on every segment cannot train behind the policy: one line, before work."""
+    from adamml_core.models.fusion_contract import method_needs_all_modalities
+
+    adaptive = [p.name for p in plans if p.epochs > 0 and runs_adaptive(p)]
+    if adaptive and method_needs_all_modalities(components.fusions, cfg.fusion.name, cfg.fusion.options,
+                                                list(cfg.modalities)):
+        raise ConfigError(f"train.stages: fusion '{cfg.fusion.name}' needs every modality on every segment (it couples "
+                          f"the backbones), so it runs as a baseline only; stage(s) {', '.join(adaptive)} run the "
+                          "policy's per-segment decisions: drop them (keep e.g. unimodal and fusion)")
+
+
 def part_modules(system: Any, part: Part, aux: torch.nn.Module | None = None) -> list[torch.nn.Module]:
     if part == "aux":
         return [aux] if aux is not None else []
     return [getattr(system, PART_ATTRIBUTES[part])]
+
+
+def load_part_weights(system: Any, state: dict[str, Any], parts: tuple[str, ...] | None = None) -> None:
+    """Load a checkpoint's model weights into ``system``: all of them, or only those of ``parts``.
+
+    Only some parts: a run with another fusion (or policy) starts from the recognition networks of
+    a shared unimodal stage (``adamml compare``); each part must match exactly.
+    """
+    if parts is None:
+        system.load_state_dict(state)
+        return
+    for part in parts:
+        prefix = PART_ATTRIBUTES[part] + "."
+        getattr(system, PART_ATTRIBUTES[part]).load_state_dict(
+            {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 def configure_pass(system: Any, plan: PassPlan) -> None:

@@ -63,6 +63,8 @@ def capture_state(trainer: Any) -> dict[str, Any]:
         "meters": trainer.meters.state_dict(),
         "best": trainer.best.best,
         "thresholds": trainer.thresholds,
+        # the calibration behind the thresholds, and only while they stand (reset with them when the weights change)
+        "calibration": getattr(trainer, "calibration", None) if trainer.thresholds is not None else None,
     }
 
 
@@ -80,4 +82,5 @@ def restore_state(trainer: Any, state: dict[str, Any]) -> None:
     trainer.meters = RunningMeans(state.get("meters"))
     trainer.best = BestModel(state.get("best"))
     trainer.thresholds = state.get("thresholds")
+    trainer.calibration = state.get("calibration")  # absent from older checkpoints
     restore_rng_state(state["rng"])

@@ -24,11 +24,12 @@ from adamml_core.engine.checkpoint import component_origins, load_checkpoint
 from adamml_core.engine.evaluator import Evaluator
 from adamml_core.engine.experiment import Experiment, build_experiment
 from adamml_core.engine.loaders import LoaderSpec, split_holdout, stream_seed
+from adamml_core.engine.operating_point import calibration_state
 from adamml_core.engine.optim import Optimization
 from adamml_core.engine.pass_loop import TrainingHalted, run_pass
 from adamml_core.engine.passes import RunningMeans
 from adamml_core.engine.progress import training_progress
-from adamml_core.engine.recipe import Stage, StagePlan, part_modules, plan_stages
+from adamml_core.engine.recipe import Stage, StagePlan, load_part_weights, part_modules, plan_stages
 from adamml_core.engine.run_dir import BEST, LAST, RunDirectory
 from adamml_core.engine.temperature import next_temperature
 from adamml_core.engine.train_state import BestModel, Position, capture_state, restore_state
@@ -103,17 +104,17 @@ class Trainer:
                 self._run_stage(*self.plans[self.position.stage_index])
         return {"stages": self.history, "best": self.best.best, "run_dir": str(self.run.root)}
 
-    def load_weights(self, path: str | Path) -> None:
-        """Start from another run's model weights (e.g. its unimodal.pt), not its position."""
-        self.system.load_state_dict(load_checkpoint(path)["model"])
+    def load_weights(self, path: str | Path, parts: tuple[str, ...] | None = None) -> None:
+        """Start from another run's model weights (e.g. its unimodal.pt), not its position; ``parts``: only those."""
+        load_part_weights(self.system, load_checkpoint(path)["model"], parts)
         self.thresholds = None
         self.say(f"weights from {path}")
 
     def calibrate(self) -> dict[str, float]:
         """Rate-matched thresholds from the policy's probabilities on (a class-balanced prefix of) its training videos."""
-        records = self.policy_records[: self.cfg.train.calibration_videos]
-        self.thresholds, probs = calibrate(self.system, self.exp, records, batch_size=self.evaluator.batch_size,
-                                           workers=self.cfg.runtime.workers, ctx=self.ctx)
+        self.thresholds, probs = calibrate(self.system, self.exp, self.policy_records[: self.cfg.train.calibration_videos],
+                                           batch_size=self.evaluator.batch_size, workers=self.cfg.runtime.workers, ctx=self.ctx)
+        self.calibration = calibration_state(probs, self.evaluator.cost_model(self.system), self.system)  # for --budget-gflops
         self.run.log({"event": "calibration", "stage": self.stage_name(), "epoch": self.position.epoch,
                       "thresholds": self.thresholds, "mean_probability": probs.mean(dim=(0, 1)).tolist()})
         return self.thresholds

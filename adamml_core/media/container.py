@@ -8,6 +8,11 @@ whole file for a handful of segments. Decoded frames are kept in the source's
 small frame cache (:class:`~adamml_core.media.source.FrameSource`), so
 modalities that need the same frames (RGB and RGBDiff) decode them once.
 
+Packets are decoded one by one (:mod:`adamml_core.media.packets`): a damaged
+packet is skipped or concealed and counted in ``notes``, and the rest of the
+stream still decodes. Frames come out upright: a display-matrix rotation (a
+phone's ``rotate=90``) is applied after conversion (:func:`upright_turns`).
+
 Audio is decoded, resampled (``av.AudioResampler``) and averaged to mono for
 the whole track on first use and kept: an audio track costs far less to decode
 than video, and one pass per video is cheaper than a seek per segment.
@@ -24,10 +29,11 @@ import av
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
-from adamml_core.media.audio import decode_audio_track
+from adamml_core.media.audio import decode_audio
 from adamml_core.media.cache import VideoCache
 from adamml_core.media.errors import MediaError
-from adamml_core.media.source import FrameSource
+from adamml_core.media.packets import DamagedPackets, decode_all, decode_video_packets
+from adamml_core.media.source import DAMAGED_AUDIO_NOTE, DAMAGED_VIDEO_NOTE, FrameSource
 from adamml_core.media.transforms import decode_size
 
 log = logging.getLogger(__name__)
@@ -48,8 +54,37 @@ def _open_container(path: Path) -> av.container.InputContainer:
         raise MediaError(path, f"cannot open as media ({type(exc).__name__}: {exc})") from None
 
 
+def upright_turns(frame: av.VideoFrame) -> int:
+    """Quarter turns (counter-clockwise, ``np.rot90``'s k) that show ``frame`` as its display matrix says.
+
+    A phone stores a portrait video as landscape pictures plus a rotation (``rotate=90``:
+    PyAV's ``frame.rotation`` -90); players, and FFmpeg's command line, turn it upright. Other
+    angles round to the nearest quarter turn; the matrix's mirroring is not applied.
+    """
+    rotation = frame.rotation
+    return int(round(rotation / 90.0)) % 4 if rotation else 0
+
+
 def _seconds(value, time_base) -> float | None:
     return float(value * time_base) if value else None
+
+
+def _first_streams(container) -> tuple:
+    """The first video and the first audio stream (None where there is none)."""
+    return (container.streams.video[0] if container.streams.video else None,
+            container.streams.audio[0] if container.streams.audio else None)
+
+
+def read_timing(vstream, astream, container_duration: float | None) -> tuple[float, float, float, int]:
+    """(start time of the first frame, duration, fps, number of frames) from the stream headers."""
+    stream = vstream if vstream is not None else astream
+    t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    duration = _seconds(stream.duration, stream.time_base) or container_duration or 0.0
+    if vstream is None:
+        return t0, duration, NOMINAL_FPS, max(1, int(round(duration * NOMINAL_FPS)))
+    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    fps = float(rate) if rate else NOMINAL_FPS
+    return t0, duration, fps, int(vstream.frames) if vstream.frames else int(round(duration * fps))
 
 
 class ContainerSource(FrameSource):
@@ -61,44 +96,29 @@ class ContainerSource(FrameSource):
                  frame_cache_size: int = 96):
         super().__init__(path, decode_short_side=decode_short_side, cache=cache, frame_cache_size=frame_cache_size)
         self._reformatter = VideoReformatter()
+        self._damaged_video = DamagedPackets(self.path, self.notes, DAMAGED_VIDEO_NOTE)
         self._container: av.container.InputContainer | None = _open_container(self.path)
-        c = self._container
-        self._vstream = c.streams.video[0] if c.streams.video else None
-        self._astream = c.streams.audio[0] if c.streams.audio else None
-        if self._vstream is None and self._astream is None:
+        self._vstream, self._astream = _first_streams(self._container)
+        self.has_video, self.has_audio = self._vstream is not None, self._astream is not None
+        if not (self.has_video or self.has_audio):
             self.close()
             raise MediaError(self.path, "no video and no audio stream")
-        self.has_video = self._vstream is not None
-        self.has_audio = self._astream is not None
-        self._read_timing(c.duration / av.time_base if c.duration else None)
+        whole = self._container.duration / av.time_base if self._container.duration else None
+        self._t0, self.duration, self.fps, self.num_frames = read_timing(self._vstream, self._astream, whole)
+        if self.num_frames <= 0:
+            self.close()
+            raise MediaError(self.path, "video stream has no frames")
 
     @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "ContainerSource":
         cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
         return cls(path, decode_short_side=decode_short_side, cache=cache)
 
-    def _read_timing(self, container_duration: float | None) -> None:
-        stream = self._vstream if self._vstream is not None else self._astream
-        self._t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        own = _seconds(stream.duration, stream.time_base)
-        self.duration = own or container_duration or 0.0
-        if self._vstream is None:
-            self.fps = NOMINAL_FPS
-            self.num_frames = max(1, int(round(self.duration * self.fps)))
-            return
-        vs = self._vstream
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-        self.fps = float(rate) if rate else NOMINAL_FPS
-        self.num_frames = int(vs.frames) if vs.frames else int(round(self.duration * self.fps))
-        if self.num_frames <= 0:
-            self.close()
-            raise MediaError(self.path, "video stream has no frames")
-
     @property
     def native_audio_rate(self) -> int | None:
         """The audio stream's own sample rate (None without audio)."""
-        stream = self._astream
-        return int(stream.rate) if self._container is not None and stream is not None and stream.rate else None
+        stream = self._astream if self._container is not None else None
+        return int(stream.rate) if stream is not None and stream.rate else None
 
     def close(self) -> None:
         if self._container is not None:
@@ -108,12 +128,12 @@ class ContainerSource(FrameSource):
     def convert(self, frame: av.VideoFrame) -> np.ndarray:
         """A decoded frame as RGB at the decode size (the same call serves ``adamml prepare``)."""
         width, height = decode_size(frame.width, frame.height, self.decode_short_side)
-        # One reformatter per source: PyAV otherwise builds a new swscale context for every frame (~20x slower).
-        # threads=1: a sliced-threaded swscale context inherited by a forked worker deadlocks when the child
-        # frees it (its threads do not exist there); the output is identical, the parallelism is the workers'.
+        # One reformatter per source: PyAV otherwise builds a swscale context per frame (~20x slower). threads=1: a
+        # threaded context inherited by a forked worker deadlocks when freed there; the parallelism is the workers'.
         out = self._reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation=INTERPOLATION,
-                                         threads=1)
-        return out.to_ndarray()
+                                         threads=1).to_ndarray()
+        turns = upright_turns(frame)
+        return np.ascontiguousarray(np.rot90(out, turns)) if turns else out
 
     def frame_index(self, frame: av.VideoFrame, previous: int) -> int:
         if frame.time is None:
@@ -142,22 +162,20 @@ class ContainerSource(FrameSource):
         if found is None:  # at the start, or the seek overshot / found nothing: decode from the beginning
             found = self._scan(wanted, seek_to=None)
         if found is None:
-            raise MediaError(self.path, "no decodable video frames")
+            raise MediaError(self.path, f"no decodable video frames{self._damaged_video.suffix()}")
         return found
 
     def _scan(self, wanted: list[int], seek_to: float | None) -> dict[int, np.ndarray] | None:
         """Decode forward; wanted index i gets the last frame whose index is <= i (the one on screen)."""
         assert self._container is not None and self._vstream is not None
-        vs = self._vstream
-        try:
-            if seek_to is None:
-                self._container.seek(0, stream=vs, backward=True, any_frame=False)
-            else:
-                self._container.seek(int(seek_to / vs.time_base), stream=vs, backward=True, any_frame=False)
-        except av.FFmpegError as exc:
-            if seek_to is not None:
+        if seek_to is None:
+            self._rewind()
+        else:
+            try:
+                self._container.seek(int(seek_to / self._vstream.time_base), stream=self._vstream, backward=True,
+                                     any_frame=False)
+            except av.FFmpegError:
                 return None
-            raise MediaError(self.path, f"cannot seek to the start ({exc})") from None
         self.stats.video_seeks += 1
         result: dict[int, np.ndarray] = {}
         converted: dict[int, np.ndarray] = {}  # frame number -> array, a frame can serve several indices
@@ -165,7 +183,7 @@ class ContainerSource(FrameSource):
         k, j, last_k = -1, 0, -1
         error: Exception | None = None
         try:
-            for frame in self._container.decode(vs):
+            for frame in decode_video_packets(self._container, self._vstream, self._damaged_video):
                 self.stats.video_frames_decoded += 1
                 k = self.frame_index(frame, k)
                 while j < len(wanted) and k > wanted[j]:
@@ -196,6 +214,16 @@ class ContainerSource(FrameSource):
             j += 1
         return result
 
+    def _rewind(self, audio: bool = False) -> None:
+        """Back to the start: a seek, or reopening a file that cannot seek (e.g. an FLV without an index)."""
+        assert self._container is not None
+        try:
+            self._container.seek(0, stream=self._astream if audio else self._vstream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            self._container.close()
+            self._container = _open_container(self.path)  # the same file: the same streams
+            self._vstream, self._astream = _first_streams(self._container)
+
     def iter_frames(self):
         """Yield ``(i, frame)`` for every index 0..num_frames-1 in one sequential pass (``adamml prepare``).
 
@@ -203,8 +231,7 @@ class ContainerSource(FrameSource):
         """
         if not self.has_video or self._container is None:
             raise MediaError(self.path, "no video stream")
-        vs = self._vstream
-        self._container.seek(0, stream=vs, backward=True, any_frame=False)
+        self._rewind()
         n, nxt, k = self.num_frames, 0, -1
         previous: av.VideoFrame | None = None
         last: tuple[av.VideoFrame, np.ndarray] | None = None  # a source frame can fill several indices
@@ -216,7 +243,7 @@ class ContainerSource(FrameSource):
             return last[1]
 
         try:
-            for frame in self._container.decode(vs):
+            for frame in decode_video_packets(self._container, self._vstream, self._damaged_video):
                 self.stats.video_frames_decoded += 1
                 k = self.frame_index(frame, k)
                 while nxt < n and k > nxt:
@@ -235,6 +262,14 @@ class ContainerSource(FrameSource):
             yield nxt, array(previous)
             nxt += 1
 
+    def check(self) -> None:
+        """Decode every video packet (no conversion) and the audio track once; damage goes to ``notes``."""
+        if self.has_video:
+            self._rewind()
+            decode_all(self._container, self._vstream, self._damaged_video, self.path)
+        if self.has_audio:  # 16 kHz: any rate decodes every packet; a low one resamples cheaply
+            self.audio_track(16_000)
+
     def _converted(self, item: tuple[int, av.VideoFrame], converted: dict[int, np.ndarray]) -> np.ndarray:
         k, frame = item
         if k not in converted:
@@ -244,7 +279,11 @@ class ContainerSource(FrameSource):
     def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
         assert self._container is not None and self._astream is not None
         self.stats.audio_decodes += 1
+        self._rewind(audio=True)
         try:
-            return decode_audio_track(self._container, self._astream, sample_rate, start_time=self._t0)
+            track = decode_audio(self._container, self._astream, sample_rate, start_time=self._t0, seek=False)
         except av.FFmpegError as exc:
             raise MediaError(self.path, f"audio decoding failed ({type(exc).__name__}: {exc})") from None
+        if track.damaged_packets:  # the same count at every rate: the track's packets, not this decode's
+            self.notes[DAMAGED_AUDIO_NOTE] = track.damaged_packets
+        return track.samples

@@ -25,7 +25,7 @@ import numpy as np
 from adamml_core.media.cache import VideoCache
 from adamml_core.media.container import ContainerSource
 from adamml_core.media.errors import MediaError
-from adamml_core.media.source import FrameSource
+from adamml_core.media.source import DECODE_NOTES, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class DecodedVideo:
     has_audio: bool
     frames: list[np.ndarray] = field(default_factory=list)  # index i = frame i (as iter_frames gives it)
     audio: dict[int, np.ndarray] = field(default_factory=dict)  # sample rate -> mono track
+    notes: dict[str, int] = field(default_factory=dict)  # what decoding found (damaged packets), reported on open
 
     @property
     def nbytes(self) -> int:
@@ -99,6 +100,7 @@ def decode_whole(path: str | Path, decode_short_side: int) -> DecodedVideo:
         return DecodedVideo(
             source_size=path.stat().st_size, fps=reader.fps, num_frames=reader.num_frames, duration=reader.duration,
             has_video=reader.has_video, has_audio=reader.has_audio, frames=frames, audio=audio,
+            notes={k: v for k, v in reader.media_notes().items() if k in DECODE_NOTES},
         )
 
 
@@ -138,6 +140,7 @@ class MemorySource(FrameSource):
         self.fps, self.num_frames, self.duration = entry.fps, entry.num_frames, entry.duration
         self.has_video, self.has_audio = entry.has_video, entry.has_audio
         self._decodable = len(entry.frames) if entry.has_video else entry.num_frames
+        self.notes.update(entry.notes)  # the damage decoding the whole file met, as a container source would report
 
     @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "MemorySource | None":

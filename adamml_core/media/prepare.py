@@ -14,6 +14,7 @@ exactly with PNG, within JPEG's error with JPEG (see docs/media.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -52,12 +53,51 @@ class PrepareResult:
     frames: int = 0
     seconds: float = 0.0
     cached: dict[str, int] = field(default_factory=dict)  # modality name -> items it stored
+    notes: dict[str, int] = field(default_factory=dict)  # FrameSource.file_notes(): damaged packets, no audio
 
 
 def find_videos(folder: str | Path, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> list[Path]:
     """Video files under ``folder`` (recursively), sorted."""
     wanted = {e.lower() for e in extensions}
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N): share K (counted from 0, as SLURM array and Kubernetes job indices) of N."""
+    index, sep, count = str(text).partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        raise ValueError(f"--shard must be K/N with whole numbers (e.g. 0/8), got '{text}'") from None
+    if not sep or n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard K/N needs 0 <= K < N (K counts from 0), got '{text}'")
+    return k, n
+
+
+def shard_root(paths: Sequence[Path]) -> Path:
+    """The deepest folder holding every video: shard keys are paths relative to it."""
+    if not paths:
+        return Path(".")
+    return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+
+
+def shard_of(path: str | Path, root: str | Path, count: int) -> int:
+    """The share (0..count-1) of one video: a hash of its path relative to ``root``.
+
+    A hash, not a sorted position, so that the share of a video depends on that video alone:
+    machines whose listings differ by a few files (a dataset still syncing, a missing file),
+    or list in another order, still agree on every other video, and the dataset's mount point
+    does not matter. Shares are balanced in expectation (by count, not by duration).
+    """
+    relative = os.path.relpath(Path(path).resolve(), Path(root).resolve())
+    digest = hashlib.sha1(Path(relative).as_posix().encode()).hexdigest()
+    return int(digest[:16], 16) % count
+
+
+def select_shard(paths: Sequence[Path], index: int, count: int, root: str | Path | None = None) -> list[Path]:
+    """The videos of share ``index`` of ``count``, in the given order; the shares of 0..count-1 partition ``paths``."""
+    base = (shard_root(paths) if root is None else Path(root)).resolve()
+    return [p for p in paths if shard_of(p, base, count) == index]
 
 
 def modality_keys(modalities: Mapping[str, Any] | None) -> dict[str, str]:
@@ -107,7 +147,7 @@ def _write_frames(source: FrameSource, tmp: Path, settings: PrepareSettings) -> 
 
 
 def _meta(path: Path, source: FrameSource, settings: PrepareSettings, count: int, has_audio: bool,
-          keys: dict[str, str]) -> dict[str, Any]:
+          keys: dict[str, str], items: dict[str, int]) -> dict[str, Any]:
     return {
         "version": media_cache.CACHE_VERSION,
         "source": str(path.resolve()),
@@ -121,13 +161,15 @@ def _meta(path: Path, source: FrameSource, settings: PrepareSettings, count: int
         "has_audio": has_audio,
         "audio_rate": settings.audio_rate,
         "frame_format": settings.frame_format,
+        "jpeg_quality": settings.jpeg_quality if settings.frame_format == "jpg" else None,
         "modalities": keys,
+        "modality_items": items,  # what each modality stored: `prepare --verify` counts them in a merged cache
     }
 
 
 def _fill(path: Path, tmp: Path, settings: PrepareSettings, modalities: Mapping[str, Any],
-          sources: Sequence[type] | None) -> tuple[int, dict[str, int]]:
-    """Write one video's frames, audio, modality caches and meta into ``tmp``; returns (frames, cached items).
+          sources: Sequence[type] | None) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Write one video's frames, audio, modality caches and meta into ``tmp``; returns (frames, cached items, notes).
 
     The video is read through the opener (no cache_dir: never from an older cache), so whatever a
     registered source serves (a file, a folder of frames, ...) can be prepared.
@@ -144,10 +186,11 @@ def _fill(path: Path, tmp: Path, settings: PrepareSettings, modalities: Mapping[
             if modality.name in keys:
                 store = video_cache.store(modality.name, keys[modality.name])
                 cached[modality.name] = int(modality.prepare(source, store) or 0)
-        meta = _meta(path, source, settings, count, track is not None, keys)
+        meta = _meta(path, source, settings, count, track is not None, keys, cached)
+        meta["notes"] = notes = source.file_notes()  # damage met while decoding: the prepared source reports it
     with atomic_writer(tmp / media_cache.META_FILE, "w") as handle:
         handle.write(json.dumps(meta, indent=1))
-    return count, cached
+    return count, cached, notes
 
 
 def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSettings,
@@ -164,7 +207,7 @@ def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSett
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        count, cached = _fill(path, tmp, settings, modalities, sources)
+        count, cached, notes = _fill(path, tmp, settings, modalities, sources)
         if final.exists():  # stale (other settings or a changed source): replace it whole
             old = cache_dir / f"{TMP_PREFIX}old-{key}-{os.getpid()}"
             os.replace(final, old)
@@ -176,18 +219,37 @@ def prepare_video(path: str | Path, cache_dir: str | Path, settings: PrepareSett
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PrepareResult(str(path), "done", frames=count, cached=cached, seconds=time.perf_counter() - started)
+    return PrepareResult(str(path), "done", frames=count, cached=cached, notes=notes,
+                         seconds=time.perf_counter() - started)
 
 
-def remove_leftovers(cache_dir: str | Path) -> int:
-    """Delete temporary folders an interrupted run left behind; returns how many."""
+def leftovers(cache_dir: str | Path, paths: Sequence[Path] | None = None) -> list[Path]:
+    """Temporary folders in ``cache_dir`` (of these videos only, when given): an interrupted or a running preparation."""
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
-        return 0
-    leftovers = [p for p in cache_dir.iterdir() if p.is_dir() and p.name.startswith(TMP_PREFIX)]
-    for p in leftovers:
+        return []
+    found = [p for p in cache_dir.iterdir() if p.is_dir() and p.name.startswith(TMP_PREFIX)]
+    if paths is None:
+        return found
+    keys = {media_cache.cache_key(p) for p in paths}
+
+    def key_of(name: str) -> set[str]:  # .tmp-<key>-<pid> or .tmp-old-<key>-<pid> (a key may start with "old-")
+        rest = name[len(TMP_PREFIX):].rpartition("-")[0]
+        return {rest, rest.removeprefix("old-")}
+
+    return [p for p in found if key_of(p.name) & keys]
+
+
+def remove_leftovers(cache_dir: str | Path, paths: Sequence[Path] | None = None) -> int:
+    """Delete temporary folders an interrupted run left behind (of these videos only, when given); returns how many.
+
+    With ``paths``, a shard leaves the other shards' folders alone: they may be writing into the
+    same shared cache right now.
+    """
+    leftovers_found = leftovers(cache_dir, paths)
+    for p in leftovers_found:
         shutil.rmtree(p, ignore_errors=True)
-    return len(leftovers)
+    return len(leftovers_found)
 
 
 def prepare_videos(
@@ -199,15 +261,18 @@ def prepare_videos(
     sources: Sequence[type] | None = None,
     workers: int = 1,
     on_result: Callable[[PrepareResult], None] | None = None,
+    shared: bool = False,
 ) -> list[PrepareResult]:
     """Prepare many videos, ``workers`` processes at a time; ``on_result`` sees each as it finishes.
 
     ``modalities`` (built modality objects) must be picklable when ``workers > 1``; ``sources``: the
     media-source chain (:func:`adamml_core.media.open.source_chain`; None: the default chain).
+    ``shared``: other runs (the other shards) write into this cache at the same time, so only the
+    leftovers of these videos are removed, not every ``.tmp-*`` folder.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(cache_dir)
+    remove_leftovers(cache_dir, paths if shared else None)
     results: list[PrepareResult] = []
 
     def report(result: PrepareResult) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from adamml_core.media import cache as media_cache
 from adamml_core.media.cache import VideoCache
 from adamml_core.media.errors import MediaError
-from adamml_core.media.source import FrameSource
+from adamml_core.media.source import DECODE_NOTES, FrameSource
 
 
 class PreparedSource(FrameSource):
@@ -40,6 +40,8 @@ class PreparedSource(FrameSource):
         self.has_video = bool(meta["has_video"])
         self.has_audio = bool(meta["has_audio"])
         self._decodable = int(meta.get("decoded_frames", self.num_frames))
+        # what preparing met in the file (damaged packets): reported on every open, as decoding would
+        self.notes.update({k: int(v) for k, v in meta.get("notes", {}).items() if k in DECODE_NOTES})
 
     @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "PreparedSource | None":

@@ -9,8 +9,9 @@ order). Everything a modality calls (``frames``, ``audio``, ``cache``, ``stats``
 ``notes``) is implemented here once, so every source behaves the same.
 
 ``notes`` counts what a source substituted instead of failing (e.g. silence for
-a file without an audio track); the dataset adds them up without knowing what
-they mean.
+a file without an audio track, packets it skipped as damaged); the dataset adds
+them up without knowing what they mean. :meth:`FrameSource.media_notes` is the
+same as a plain dict, :func:`format_notes` as one line for people.
 """
 
 from __future__ import annotations
@@ -18,14 +19,30 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator, Sequence
+from typing import ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from adamml_core.media.cache import VideoCache
 from adamml_core.media.errors import MediaError
 
-NO_AUDIO_NOTE = "no audio track: silence"
+NO_AUDIO_NOTE = "no audio track: silence"  # 1 per video whose audio was asked for
+DAMAGED_AUDIO_NOTE = "damaged audio packets"  # packets skipped (their time is silence), counted per video
+DAMAGED_VIDEO_NOTE = "damaged video packets"  # packets skipped or concealed (the frame before stands in)
+# What decoding a file found about the file itself: a prepared or preloaded copy keeps and reports these.
+DECODE_NOTES: tuple[str, ...] = (DAMAGED_AUDIO_NOTE, DAMAGED_VIDEO_NOTE)
+
+
+def format_notes(notes: Mapping[str, int]) -> str:
+    """One line for people: ``"damaged: 3 audio packets; no audio track: silence"`` ("" when there are none)."""
+    parts = []
+    damaged = [f"{int(notes[key])} {key.split()[1]} packets" for key in (DAMAGED_AUDIO_NOTE, DAMAGED_VIDEO_NOTE)
+               if notes.get(key)]
+    if damaged:
+        parts.append("damaged: " + ", ".join(damaged))
+    parts += [key if int(count) == 1 else f"{key} ({int(count)})" for key, count in sorted(notes.items())
+              if count and key not in DECODE_NOTES]
+    return "; ".join(parts)
 
 
 @dataclass
@@ -150,6 +167,41 @@ class FrameSource:
         if sample_rate not in self._audio_tracks:
             self._audio_tracks[sample_rate] = self._read_audio_track(sample_rate) if self.has_audio else None
         return self._audio_tracks[sample_rate]
+
+    # ------------------------------------------------------------------ what was substituted
+
+    def media_notes(self) -> dict[str, int]:
+        """What this source substituted or skipped so far, as a plain dict (zero counts left out).
+
+        E.g. ``{"damaged audio packets": 3, "no audio track: silence": 1}``. Damage is counted
+        when decoding meets it: a container source reports the packets of the parts it decoded
+        (the whole audio track, the frames asked for); a prepared or preloaded copy reports
+        what decoding the whole file found.
+        """
+        return {key: int(count) for key, count in sorted(self.notes.items()) if count}
+
+    def file_notes(self) -> dict[str, int]:
+        """:meth:`media_notes`, plus ``no audio track: silence`` for a video without one: a report on the file.
+
+        What ``adamml prepare`` and ``adamml datasets check`` show per video (a training run
+        notes the silence only where a view asks for audio).
+        """
+        notes = self.media_notes()
+        if self.has_video and not self.has_audio:
+            notes[NO_AUDIO_NOTE] = 1
+        return dict(sorted(notes.items()))
+
+    def check(self) -> None:
+        """Read every frame and the audio track once (``adamml datasets check``); damage goes to ``notes``.
+
+        Raises MediaError when the video cannot be used. This default reads frames through
+        :meth:`iter_frames`; a source with a cheaper full read (no conversion) overrides it.
+        """
+        if self.has_video:
+            for _ in self.iter_frames():
+                pass
+        if self.has_audio:
+            self.audio_track(16_000)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -23,6 +23,9 @@ baseline only and the adaptive paths refuse it). Such a method may run the backb
 and the cost model counts the connections as the fusion's. ``example_inputs(batch=1)`` may return
 the positional arguments of one counted call (the cost model counts one segment);
 otherwise :func:`example_inputs` builds them from the sizes the module was built with.
+``baseline_stages`` (a tuple of registered stage names, default ``("unimodal", "fusion")``) is
+the recipe a comparison of baselines trains the method with, e.g. a method with its own stage
+declares ``("unimodal", "<its stage>")``; read it with :func:`baseline_stages`.
 
 Builders are ``build(options, *, modalities, num_classes, feature_dims)``; a builder
 written for the original contract (no ``feature_dims``) is still called without it.
@@ -90,6 +93,47 @@ def joint_connections_gmacs(system: Any, segment_shapes: Mapping[str, tuple[int,
     finally:
         system.train(was_training)
     return (joint - alone) / 1e9
+
+
+DEFAULT_BASELINE_STAGES: tuple[str, ...] = ("unimodal", "fusion")
+
+
+def baseline_stages(fusion_cls_or_module: Any) -> tuple[str, ...]:
+    """The recipe (stage names) a fusion method is trained with as a baseline.
+
+    Accepts the fusion class, an instance, its registered builder (a function may carry the
+    attribute too, so the answer needs no build) or the registry entry: any of them may declare
+    ``baseline_stages``; otherwise the default ``("unimodal", "fusion")`` (unimodal networks, then
+    the fusion's own parameters, if any).
+    """
+    declared = getattr(fusion_cls_or_module, "baseline_stages", None)
+    if declared is None and hasattr(fusion_cls_or_module, "factory"):  # a RegistryEntry
+        declared = getattr(fusion_cls_or_module.factory, "baseline_stages", None)
+    if declared is None:
+        return DEFAULT_BASELINE_STAGES
+    if isinstance(declared, str) or not all(isinstance(s, str) for s in declared):
+        raise TypeError(f"baseline_stages of {fusion_cls_or_module!r} must be a tuple of stage names, got {declared!r}")
+    return tuple(declared)
+
+
+def method_needs_all_modalities(registry: Any, name: str, options: Any, modalities: list[str]) -> bool:
+    """Whether registered fusion ``name`` declares ``needs_all_modalities``, known before any real build.
+
+    A builder may carry the declaration itself; otherwise the method is built on the meta device
+    (no memory, no weights) with stand-in sizes and its declaration read. A method that cannot be
+    built that way is left to the build-time refusal (:func:`refuse_adaptive`).
+    """
+    factory = registry.get(name).factory
+    declared = getattr(factory, "needs_all_modalities", None)
+    if declared is not None:
+        return bool(declared)
+    try:
+        with torch.device("meta"):
+            module = build_fusion(registry, name, options, field_path="fusion.options", modalities=list(modalities),
+                                  num_classes=2, feature_dims={m: 1 for m in modalities})
+    except Exception:  # noqa: BLE001 - a plugin's own build error is reported where the system is built
+        return False
+    return needs_all_modalities(module)
 
 
 def fusion_name(fusion: nn.Module) -> str:

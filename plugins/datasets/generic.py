@@ -31,7 +31,7 @@ class FolderOptions(DatasetOptions):
         description="subfolders per split, e.g. {train: train, val: val} for <root>/<dir>/<class>/<video>; "
         "null: one <root>/<class>/<video> tree split by val_fraction",
     )
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of each class held out for val (split_dirs null)")
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of each class held out for val, rounded, at least one video of a class with two or more and never all (split_dirs null)")
     seed: int = Field(0, description="which videos are held out (split_dirs null)")
     class_list: Path | None = Field(None, description="class names file (one per line, or idx,name); default: sorted class folders")
 
@@ -73,17 +73,29 @@ class FolderDataset(VideoDataset):
         for label, name in enumerate(self.classes.names):
             folder = tree / name
             files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions) if folder.is_dir() else []
-            for path in files:
-                relative = path.relative_to(tree).as_posix()
-                if self.options.split_dirs is None and self._held_out(relative) != (split == "val"):
+            relatives = [path.relative_to(tree).as_posix() for path in files]
+            held_out = self._held_out(relatives) if self.options.split_dirs is None else set()
+            for path, relative in zip(files, relatives):
+                if self.options.split_dirs is None and (relative in held_out) != (split == "val"):
                     continue
                 records.append(VideoRecord(video_id=relative, path=path, labels=(label,)))
         return records
 
-    def _held_out(self, relative: str) -> bool:
-        # A hash, not a shuffle: adding videos later never moves an existing one between splits.
-        digest = hashlib.sha1(f"{self.options.seed}:{relative}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < self.options.val_fraction
+    def _held_out(self, relatives: list[str]) -> set[str]:
+        """The videos of one class held out for val: round(val_fraction * n), at least one and never all.
+
+        A quota per class, not a coin per video: with a few videos per class a coin leaves some
+        classes without any val video and puts all of another's there (4 per class at 0.25 held
+        out 3 of one class and none of the others). The held-out ones are those with the smallest
+        hash of seed and relative path, not a shuffle: adding a video moves at most one existing
+        video of its class between the splits, and none of the other classes.
+        """
+        n = len(relatives)
+        if n < 2 or self.options.val_fraction <= 0:
+            return set()
+        quota = min(n - 1, max(1, int(self.options.val_fraction * n + 0.5)))
+        ranked = sorted(relatives, key=lambda r: hashlib.sha1(f"{self.options.seed}:{r}".encode()).digest())
+        return set(ranked[:quota])
 
 
 # --------------------------------------------------------------------------- csv list
