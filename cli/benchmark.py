@@ -95,39 +95,9 @@ def media(
             video = write_clip(Path(tmp) / "clip.mp4", seconds=clip_seconds)
         elif not video.is_file():
             raise FileNotFoundError(f"video not found: {video}")
-        comps = plugin_system().components
         sampling = SamplingConfig(test_segments=max(segments, 1), decode_short_side=short_side)
-        rows: list[dict[str, Any]] = []
-
-        def run(name: str, kind: str, view: Any, *, policy: bool, train: bool, count: int, **extra: Any) -> None:
-            result = _measure(view, video, sampling, policy=policy, train=train, segments=count)
-            rows.append({"name": name, "input": kind, "mode": "train" if train else "test", **extra, **result})
-
-        for entry in comps.modalities:
-            options: dict[str, Any] = {}
-            variants = [None]
-            if "algorithm" in entry.options_model.model_fields:  # optical flow: one row per algorithm
-                variants = ["tvl1", "dis", "farneback"]
-            for algorithm in variants:
-                if algorithm is not None:
-                    options = {"algorithm": algorithm, "threads": flow_threads}
-                    count = tvl1_segments if algorithm == "tvl1" else segments
-                    if count == 0:
-                        continue
-                else:
-                    count = segments
-                view = comps.modalities.build(entry.name, options, sampling=sampling)
-                name = entry.name if algorithm is None else f"{entry.name} ({algorithm})"
-                modes = [False] if algorithm == "tvl1" else [False, True]
-                for train in modes:
-                    run(name, "recognition", view, policy=False, train=train, count=count,
-                        preprocessing_gflops_estimate=view.preprocessing_gflops())
-                if entry.factory.default_proxy is None:
-                    run(name, "policy", view, policy=True, train=False, count=count)
-        for entry in comps.proxies:
-            view = comps.proxies.build(entry.name, {}, sampling=sampling)
-            for train in (False, True):
-                run(entry.name, "policy (proxy)", view, policy=True, train=train, count=segments)
+        rows = _measure_every_view(plugin_system().components, video, sampling, segments=segments,
+                                   tvl1_segments=tvl1_segments, flow_threads=flow_threads)
 
     flow = next((r for r in rows if r["name"].endswith("(tvl1)")), None)
     diff = next((r for r in rows if r["input"] == "policy (proxy)" and r["mode"] == "test"), None)
@@ -152,3 +122,39 @@ def media(
             f"{comparison['proxy']}: {1000 * comparison['proxy_seconds_per_segment']:.1f} ms per segment "
             f"({comparison['ratio']:.0f}x cheaper)"
         )
+
+
+def _measure_every_view(comps: Any, video: Path, sampling: Any, *, segments: int, tvl1_segments: int,
+                        flow_threads: int) -> list[dict[str, Any]]:
+    """One row per registered modality's view (recognition/policy, train/test) and per proxy; flow per algorithm."""
+    rows: list[dict[str, Any]] = []
+
+    def run(name: str, kind: str, view: Any, *, policy: bool, train: bool, count: int, **extra: Any) -> None:
+        result = _measure(view, video, sampling, policy=policy, train=train, segments=count)
+        rows.append({"name": name, "input": kind, "mode": "train" if train else "test", **extra, **result})
+
+    for entry in comps.modalities:
+        options: dict[str, Any] = {}
+        variants = [None]
+        if "algorithm" in entry.options_model.model_fields:  # optical flow: one row per algorithm
+            variants = ["tvl1", "dis", "farneback"]
+        for algorithm in variants:
+            if algorithm is not None:
+                options = {"algorithm": algorithm, "threads": flow_threads}
+                count = tvl1_segments if algorithm == "tvl1" else segments
+                if count == 0:
+                    continue
+            else:
+                count = segments
+            view = comps.modalities.build(entry.name, options, sampling=sampling)
+            name = entry.name if algorithm is None else f"{entry.name} ({algorithm})"
+            for train in ([False] if algorithm == "tvl1" else [False, True]):
+                run(name, "recognition", view, policy=False, train=train, count=count,
+                    preprocessing_gflops_estimate=view.preprocessing_gflops())
+            if entry.factory.default_proxy is None:
+                run(name, "policy", view, policy=True, train=False, count=count)
+    for entry in comps.proxies:
+        view = comps.proxies.build(entry.name, {}, sampling=sampling)
+        for train in (False, True):
+            run(entry.name, "policy (proxy)", view, policy=True, train=train, count=segments)
+    return rows
