@@ -116,7 +116,7 @@ class RuntimeConfig(StrictModel):
     deterministic: bool = False
     progress: bool = Field(True, description="show progress bars (rank 0, interactive terminals)")
     threads: PositiveInt | None = Field(
-        None, description="torch intra-op threads of the training process (null: torch's default); "
+        None, description="torch intra-op threads of training, eval, predict and explain (null: torch's default); "
         "on a small CPU, 1 thread plus data-loading workers beats oversubscribed cores"
     )
 

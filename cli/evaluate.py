@@ -172,10 +172,11 @@ def budget_errors() -> Iterator[None]:
 
 def from_checkpoint_cli(checkpoint: Path, split: str, device):
     """The checkpoint's config is read first, so that its ``plugins.block`` applies to the plugins loaded."""
-    from adamml_cli.session import components_for
+    from adamml_cli.session import apply_runtime_threads, components_for
     from adamml_core.engine.experiment import checkpoint_config, from_checkpoint
 
     state, cfg = checkpoint_config(checkpoint)
+    apply_runtime_threads(cfg)
     return from_checkpoint(checkpoint, components=components_for(cfg), splits=(split,), device=device, state=state)
 
 

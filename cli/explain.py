@@ -136,7 +136,7 @@ def explain_one(exp: Any, result: Any, target: Path) -> dict[str, Any]:
 def _note(summary: dict[str, Any]) -> str:
     label = summary["top_k"][0]
     notes = notes_line(summary.get("notes") or {})
-    return f"predicted {label['label']} ({label['score']:.2f}), {summary['gflops']:.2f} GFLOPs" + (f"; {notes}" if notes else "")
+    return f"predicted {label['label']} ({label['score']:.2f}), {summary['gflops']:.3g} GFLOPs" + (f"; {notes}" if notes else "")
 
 
 def _line(summary: dict[str, Any]) -> str:

@@ -114,7 +114,7 @@ def collect_videos(inputs: list[Path]) -> list[Path]:
 def load_predictor(checkpoint: Path, *, budget_gflops: float | None, threshold: float | None, argmax: bool,
                    top_k: int, batch_size: int, workers: int | None, device: str) -> tuple[Any, dict[str, Any]]:
     """(Predictor, decision-rule info) for a checkpoint; its config's ``plugins.block`` applies."""
-    from adamml_cli.session import components_for
+    from adamml_cli.session import apply_runtime_threads, components_for
     from adamml_core.config import ConfigError
     from adamml_core.engine.distributed import DistContext, pick_device
     from adamml_core.engine.experiment import checkpoint_config, from_checkpoint
@@ -126,6 +126,7 @@ def load_predictor(checkpoint: Path, *, budget_gflops: float | None, threshold: 
         raise ConfigError("give --budget-gflops or --threshold, not both")
     dev = pick_device(device)
     state, cfg = checkpoint_config(checkpoint)
+    apply_runtime_threads(cfg)
     # no split is read and nothing is generated: the videos are the user's, only the class names are needed
     state, exp, system = from_checkpoint(checkpoint, components=components_for(cfg), splits=(), device=dev,
                                          prepare=False, state=state)
@@ -172,10 +173,10 @@ def result_block(result: Any) -> str:
     name = escape(result.video)
     if result.error is not None:
         return f"[bold]{name}[/]  [red]could not be read:[/] {escape(result.error)}"
-    saving = 1.0 - result.gflops / result.gflops_all if result.gflops_all else 0.0
     label, score = result.top_k[0]
     lines = [f"[bold]{name}[/]  -> [bold green]{escape(label)}[/] ({score:.3f})   "
-             f"{result.gflops:.3f} of {result.gflops_all:.3f} GFLOPs (saves {saving:.0%}), {result.seconds:.2f} s"]
+             f"{_gflops(result.gflops)} GFLOPs against {_gflops(result.gflops_all)} for every modality on every "
+             f"segment ({_share(result.gflops, result.gflops_all)}), {result.seconds:.2f} s"]
     lines.append("  top-{}: ".format(len(result.top_k)) + " · ".join(f"{escape(n)} {s:.3f}" for n, s in result.top_k))
     width = max(len(m) for m in result.modalities + ["segment"])
     lines.append(f"  {'segment'.ljust(width)}  " + " ".join(f"{c + 1:>2}" for c in range(len(result.decisions))))
@@ -186,6 +187,16 @@ def result_block(result: Any) -> str:
     if result.notes:
         lines.append("  notes: " + escape(notes_line(result.notes)))
     return "\n".join(lines)
+
+
+def _gflops(value: float) -> str:
+    """Three significant digits: a tiny test model's 0.004 GFLOPs must not print as 0.000."""
+    return f"{value:.3g}"
+
+
+def _share(spent: float, every: float) -> str:
+    # above 100% when everything is selected: the policy runs on top of every network
+    return f"{spent / every:.0%} of it" if every else "-"
 
 
 def notes_line(notes: dict[str, int]) -> str:

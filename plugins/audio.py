@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from adamml_core import hookimpl
 from adamml_core.modality import Modality
@@ -95,6 +95,17 @@ class AudioOptions(BaseModel):
         None, description="resize the spectrogram to input_size x input_size for recognition (small configs)"
     )
     policy_size: PositiveInt | None = Field(None, description="policy input size; default: the recognition input")
+
+    @model_validator(mode="after")
+    def _window_fits_the_fft(self) -> "AudioOptions":
+        # torch.stft refuses a window longer than n_fft, but only at the first spectrogram: say it here, before any work
+        window = int(round(self.stft_window_ms * self.sample_rate / 1000))
+        n_fft = 2 * self.frequency_bins - 1
+        if window > n_fft:
+            raise ValueError(f"frequency_bins={self.frequency_bins} gives n_fft={n_fft}, shorter than the "
+                             f"{self.stft_window_ms:g} ms STFT window ({window} samples at {self.sample_rate} Hz): "
+                             f"use frequency_bins >= {(window + 2) // 2} or a shorter stft_window_ms")
+        return self
 
     def spec(self) -> SpectrogramSpec:
         return SpectrogramSpec(

@@ -198,3 +198,14 @@ def test_bad_options_are_rejected_with_the_field_named(components):
         components.modalities.build("flow", {"algorithm": "lucas-kanade"}, sampling=SMALL)
     with pytest.raises(ComponentOptionsError, match="train_short_side_range"):
         components.modalities.build("rgb", {"train_short_side_range": [320, 256]}, sampling=SMALL)
+
+
+def test_audio_options_refuse_a_window_longer_than_the_fft():
+    """Caught when the options are read, naming the field, not as a torch.stft traceback at the first step."""
+    from pydantic import ValidationError
+
+    from adamml_plugins.audio import AudioOptions
+
+    with pytest.raises(ValidationError, match="frequency_bins=64 gives n_fft=127.*frequency_bins >= 121"):
+        AudioOptions(frequency_bins=64)
+    assert AudioOptions(frequency_bins=121).spec().n_fft == 241

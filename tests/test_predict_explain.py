@@ -123,7 +123,7 @@ def test_predict_budget_text_output_and_exit_codes(checkpoint, videos, model):
     text = run("predict", str(videos["b"]), str(videos["c"]), "-c", str(checkpoint))
     assert text.exit_code == 0, text.output
     assert "could not be read" in text.stdout and "no audio track: silence" in text.stdout
-    assert re.search(r"GFLOPs \(saves", text.stdout) and "rgb" in text.stdout and "audio" in text.stdout
+    assert re.search(r"GFLOPs against [0-9.e-]+ for every modality on every segment \([0-9]+% of it\)", text.stdout) and "rgb" in text.stdout and "audio" in text.stdout
     assert "1 of 2 video(s) predicted" in text.stderr
 
     nothing = run("predict", str(videos["c"]), "-c", str(checkpoint), "--json")
