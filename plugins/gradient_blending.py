@@ -242,14 +242,11 @@ class GradientBlendingStage(Stage):
         )
 
     def check(self, options, cfg, components):
-        from adamml_core.models.fusion_contract import build_fusion
+        from adamml_core.models.fusion_contract import configured_fusion_on_meta
 
         if options.epochs == 0:
             return None
-        with torch.device("meta"):
-            module = build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
-                                  modalities=list(cfg.modalities), num_classes=2,
-                                  feature_dims={m: 1 for m in cfg.modalities})
+        module = configured_fusion_on_meta(cfg, components)
         if not callable(getattr(module, "set_head_weights", None)):
             raise ConfigError(f"train.stages: stage 'gradient_blending' needs a fusion with per-head loss weights "
                               f"(fusion.name=gblend); fusion '{cfg.fusion.name}' has none")

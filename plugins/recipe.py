@@ -211,13 +211,9 @@ class FusionStage(Stage):
     def check(self, options, cfg, components):
         if options.epochs == 0:
             return None
-        # whether a fusion has parameters does not depend on the class count or feature sizes; meta: no memory
-        from adamml_core.models.fusion_contract import build_fusion
+        from adamml_core.models.fusion_contract import configured_fusion_on_meta
 
-        with torch.device("meta"):
-            module = build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
-                                  modalities=list(cfg.modalities), num_classes=2,
-                                  feature_dims={m: 1 for m in cfg.modalities})
+        module = configured_fusion_on_meta(cfg, components)
         return None if any(True for _ in module.parameters()) else self._reason(cfg.fusion.name)
 
     def skip_reason(self, system, cfg):

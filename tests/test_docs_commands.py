@@ -21,20 +21,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 import doc_runs
+from doc_runs import one_torch_thread  # noqa: F401 - module fixture, autouse
 from doc_runs import CHECKPOINT, GETTING_STARTED, OWN_VIDEOS, README, SUBSTITUTIONS, TRAIN_COMMAND
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # tiny networks: one thread is faster, and two fight the other jobs on a shared CPU; the
-    # trainings here set it anyway (runtime.threads=1), so give the other modules theirs back
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_docs_hold_only_commands_this_test_runs():

@@ -17,20 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import doc_runs
+from doc_runs import one_torch_thread  # noqa: F401 - module fixture, autouse
 from realworld_media import ZOO, make_format_zoo
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # tiny networks: one thread is faster, and two fight the other jobs on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -206,3 +206,14 @@ def example_inputs(fusion: nn.Module, modalities: list[str], num_classes: int,
         return logits, mask
     dims = required_feature_dims(feature_dims, list(modalities), fusion_name(fusion))  # type: ignore[arg-type]
     return logits, mask, [torch.zeros(batch, 1, d, device=device) for d in dims]
+
+
+def configured_fusion_on_meta(cfg: Any, components: Any) -> nn.Module:
+    """The config's fusion built on the meta device (no memory), to read what it declares before any work.
+
+    Whether it has parameters, or which hooks it offers, does not depend on the class count or
+    the feature sizes, so placeholders stand in for them.
+    """
+    with torch.device("meta"):
+        return build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
+                            modalities=list(cfg.modalities), num_classes=2, feature_dims={m: 1 for m in cfg.modalities})
