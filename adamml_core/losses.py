@@ -83,6 +83,21 @@ def segment_correct(segment_logits: torch.Tensor, target: torch.Tensor, *, multi
     return top == target.view(-1, 1, 1)
 
 
+def label_probability(segment_logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool = False) -> torch.Tensor:
+    """``[B, C, M]`` in [0, 1]: each network's own probability of the video's label on each segment.
+
+    A soft target: unlike "ranked first", it does not call a segment useful when a network's default
+    guess on a cue-less input happens to be the label (with K classes, 1/K of such segments and all
+    of them for the class that guess favours). Multi-label: the mean sigmoid over the video's labels.
+    """
+    logits = segment_logits.detach().float()
+    if multi_label:
+        labels = target.float().view(target.shape[0], 1, 1, -1)
+        return (logits.sigmoid() * labels).sum(-1) / labels.sum(-1).clamp(min=1.0)
+    index = target.view(-1, 1, 1, 1).expand(*logits.shape[:3], 1)
+    return logits.softmax(dim=-1).gather(-1, index).squeeze(-1)
+
+
 def cheapest_sufficient(segment_logits: torch.Tensor, target: torch.Tensor, costs: torch.Tensor | None, *,
                         multi_label: bool = False, cheapest_only: bool = True) -> torch.Tensor:
     """Policy-distillation targets ``[B, C, M]`` 0/1 from the recognition networks' own per-segment correctness.

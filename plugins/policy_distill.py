@@ -19,7 +19,7 @@ from pydantic import Field
 
 from adamml_core.config import OptimizerConfig
 from adamml_core.engine.recipe import PassOutput, PassPlan, Stage, StagePlan
-from adamml_core.losses import cheapest_sufficient
+from adamml_core.losses import cheapest_sufficient, label_probability
 from adamml_core.models.gumbel import SELECT
 from adamml_core.train_config import StrictModel
 
@@ -27,9 +27,10 @@ from adamml_core.train_config import StrictModel
 class PolicyDistillConfig(StrictModel):
     epochs: int = Field(3, ge=0)
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam", lr=0.001))
-    target: Literal["cheapest", "sufficient"] = Field(
-        "cheapest", description="per segment the cheapest modality whose network is right, or every modality whose "
-        "network is right (a target each policy branch can read from its own input)",
+    target: Literal["cheapest", "sufficient", "probability"] = Field(
+        "cheapest", description="per segment the cheapest modality whose network is right, every modality whose "
+        "network is right (a target each policy branch can read from its own input), or, soft, each network's "
+        "probability of the label there",
     )
 
 
@@ -49,12 +50,15 @@ class DistillForward:
     def __call__(self, system, batch, *, aux, multi_label):
         with torch.no_grad():
             segment_logits = system.recognize_all(batch["inputs"]).float()  # [B, C, M, K]
-        goal = cheapest_sufficient(segment_logits, batch["target"], self.costs, multi_label=multi_label,
-                                   cheapest_only=self.target == "cheapest")
+        if self.target == "probability":
+            goal = label_probability(segment_logits, batch["target"], multi_label=multi_label)
+        else:
+            goal = cheapest_sufficient(segment_logits, batch["target"], self.costs, multi_label=multi_label,
+                                       cheapest_only=self.target == "cheapest")
         logits = system.policy_logits(batch["policy_inputs"]).float()  # [B, C, M, 2]
         margin = logits[..., SELECT] - logits[..., 1 - SELECT]
         loss = F.binary_cross_entropy_with_logits(margin, goal)
-        stats = {"acc": ((margin.detach() > 0).to(goal.dtype) == goal).float().mean()}
+        stats = {"acc": ((margin.detach() > 0) == (goal > 0.5)).float().mean()}
         for i, m in enumerate(system.modalities):
             stats[f"target_{m}"] = goal[:, :, i].mean()
             stats[f"select_{m}"] = (margin.detach()[:, :, i] > 0).float().mean()
@@ -69,6 +73,8 @@ class PolicyDistillStage(Stage):
     def plan(self, options, cfg):
         return StagePlan(
             "policy_distill", options.epochs,
-            (PassPlan("policy_distill", "policy", "recognition", "all", ("policy",), DistillForward(options.target)),),
+            # the next stage samples from the policy in eval mode: give it statistics of the distilled weights
+            (PassPlan("policy_distill", "policy", "recognition", "all", ("policy",), DistillForward(options.target),
+                      recalibrate_policy_after=cfg.train.policy_batchnorm == "recalibrate"),),
             {"policy": (options.optimizer, ("policy",))},
         )

@@ -82,3 +82,22 @@ def test_a_seed_far_below_its_fusion_fails_although_the_mean_is_fine():
 def test_spread_of_nothing_known_is_none():
     assert spread([None, None]) is None
     assert spread([1.0])["std"] == 0.0
+
+
+def test_a_rerun_of_a_seed_prints_the_same_numbers_and_trains_the_same_weights(two_seeds):
+    """What the README may claim: on one machine with one set of versions, a rerun is bit-identical."""
+    import torch
+
+    root, report = two_seeds
+    args = ["demo", "--quick", "--seed", "3", "--json", "-o", str(root / "again"), "--data-root", str(root / "data"), *TINY]
+    result = CliRunner().invoke(build_app(args), args)
+    assert result.exit_code == 0, result.output
+    again, first = json.loads(result.stdout), report["runs"][0]
+    timing = {"seconds", "videos_per_second"}
+    for method, row in first["results"].items():
+        assert {k: v for k, v in again["results"][method].items() if k not in timing} == \
+            {k: v for k, v in row.items() if k not in timing}, method
+    before = torch.load(root / "out" / "seed-3" / "checkpoints" / "finetune.pt", weights_only=True)["model"]
+    after = torch.load(root / "again" / "checkpoints" / "finetune.pt", weights_only=True)["model"]
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -109,6 +109,23 @@ def test_multi_label_and_sufficient_targets():
         cheapest_sufficient(SEGMENT_LOGITS, torch.tensor([2]), None)
 
 
+def test_probability_target_is_each_networks_softmax_probability_of_the_label():
+    from adamml_core.losses import label_probability
+
+    goal = label_probability(SEGMENT_LOGITS, torch.tensor([2]))
+    p_right, p_wrong = (torch.tensor(RIGHT).softmax(0)[2].item(), torch.tensor(WRONG).softmax(0)[2].item())
+    assert goal.shape == (1, 3, 2)
+    assert goal[0].flatten().tolist() == pytest.approx([p_right, p_right, p_right, p_wrong, p_wrong, p_wrong])
+    # a confident wrong guess and an unsure right one: the soft target orders them, "ranked first" cannot
+    unsure = torch.tensor([[[[1.0, 0.0, 1.1], [3.0, 0.0, 2.9]]]])
+    assert label_probability(unsure, torch.tensor([2]))[0, 0].tolist() == pytest.approx(
+        [unsure[0, 0, 0].softmax(0)[2].item(), unsure[0, 0, 1].softmax(0)[2].item()])
+    # multi-label: the mean sigmoid over the video's labels
+    multi = label_probability(SEGMENT_LOGITS, torch.tensor([[1.0, 0.0, 1.0]]), multi_label=True)
+    expected = (torch.tensor(RIGHT).sigmoid()[[0, 2]].mean().item(), torch.tensor(WRONG).sigmoid()[[0, 2]].mean().item())
+    assert multi[0, :, 0].tolist() == pytest.approx([expected[0], expected[0], expected[1]])
+
+
 def test_efficiency_lambdas_derived_from_counted_costs():
     from adamml_core.losses import lambdas_from_costs
 

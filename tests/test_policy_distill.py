@@ -68,6 +68,29 @@ def test_sufficient_target_and_the_options_are_validated(data_root, tmp_path):
         check_recipe(bad, builtin_components())
 
 
+def test_probability_target_and_batchnorm_statistics_for_the_distilled_weights(data_root, tmp_path):
+    """target probability trains; with policy_batchnorm recalibrate the statistics are re-estimated after the
+    stage (cumulative average over the batches), and the weights are those of the run that keeps them."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    runs = {}
+    for mode in ("train", "recalibrate"):
+        cfg = tiny_config(data_root, tmp_path / mode, ["train.stages=[policy_distill]", f"train.policy_batchnorm={mode}",
+                                                       "train.policy_distill={epochs: 1, target: probability}",
+                                                       "train.recalibration_batches=1"])
+        trainer = Trainer(cfg, components=builtin_components())
+        trainer.fit()
+        runs[mode] = trainer
+    rows = [r for r in read_metrics(tmp_path / "recalibrate" / "metrics.jsonl") if r["event"] == "step"]
+    assert rows and all(0.0 < r["target_rgb"] < 1.0 for r in rows)  # soft: a mean of probabilities
+    kept, recal = (runs[m].system.policy.state_dict() for m in ("train", "recalibrate"))
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    assert all(torch.equal(kept[k], recal[k]) for k in kept if not k.endswith(stats))
+    layers = [m for m in runs["recalibrate"].system.policy.modules() if isinstance(m, _BatchNorm)]
+    assert layers and all(int(m.num_batches_tracked) == 1 for m in layers)  # reset, then re-estimated on 1 batch
+    assert any(not torch.equal(kept[k], recal[k]) for k in kept if k.endswith("running_mean"))
+
+
 def test_efficiency_from_costs_and_final_temperature_in_the_alternating_stage(data_root, tmp_path):
     overrides = ["train.stages=[alternating]", "train.alternating.epochs=3", "train.alternating.policy_passes=1",
                  "loss.efficiency_from_costs=0.25", "policy.initial_temperature=4.0", "policy.final_temperature=1.0"]
