@@ -74,7 +74,9 @@ class PolicyDistillStage(Stage):
         return StagePlan(
             "policy_distill", options.epochs,
             # the next stage samples from the policy in eval mode: give it statistics of the distilled weights
+            # (the stage validates nothing, so once, after its last epoch, is enough)
             (PassPlan("policy_distill", "policy", "recognition", "all", ("policy",), DistillForward(options.target),
-                      recalibrate_policy_after=cfg.train.policy_batchnorm == "recalibrate"),),
+                      recalibrate_policy_after=cfg.train.policy_batchnorm == "recalibrate",
+                      recalibrate_last_epoch_only=True),),
             {"policy": (options.optimizer, ("policy",))},
         )

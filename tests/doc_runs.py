@@ -46,7 +46,7 @@ TINY_SIZES = [
     "recognition.audio.backbone.options.last_channel=32",
     "policy.backbones.rgb.options.last_channel=16", "policy.backbones.audio.options.last_channel=16",
     "policy.mlp_dim=32", "policy.hidden_size=16",
-    "train.batch_size=8", "train.unimodal.epochs=1", "train.policy_pretrain.epochs=1", "train.fusion.epochs=1",
+    "train.batch_size=8", "train.unimodal.epochs=1", "train.policy_distill.epochs=1", "train.fusion.epochs=1",
     "train.warmup.epochs=1", "train.alternating.epochs=1", "train.alternating.policy_passes=1",
     "train.finetune.epochs=1", "runtime.workers=0", "runtime.threads=1", "runtime.device=cpu",
 ]

@@ -11,10 +11,9 @@ from torch import nn
 from adamml_core import hookimpl
 from adamml_core.config import ConfigError
 from adamml_core.flops import config_cost_report, cost_report
-from adamml_core.models.build import build_modalities, build_policy_views, build_system
 from adamml_core.models.fusion_contract import AdaptiveModeRefused
 from adamml_core.plugins import load_plugins
-from tiny_models import NUM_CLASSES, TinyPlugin, tiny_config
+from tiny_models import NUM_CLASSES, TinyPlugin, tiny_config, tiny_system
 
 B, C = 3, 3
 MODALITIES = ("tinyframes", "tinymotion", "tinysound")
@@ -59,13 +58,7 @@ def components():
 
 def make(components, fusion, modalities=MODALITIES, **sections):
     cfg = tiny_config(modalities, fusion=fusion if isinstance(fusion, dict) else {"name": fusion}, **sections)
-    mods = build_modalities(cfg, components)
-    views = build_policy_views(cfg, mods, components)
-    system = build_system(cfg, NUM_CLASSES, components, mods, views)
-    torch.manual_seed(0)
-    inputs = {m: torch.randn(B, C, *mods[m].segment_shape()) for m in mods}
-    policy_inputs = {m: torch.randn(B, C, *views[m].policy_shape()) for m in mods}
-    return system, inputs, policy_inputs, mods, views
+    return tiny_system(cfg, components, B, C)
 
 
 def decisions_with_gaps(seed=3):

@@ -9,10 +9,9 @@ import torch.nn.functional as F
 
 from adamml_core.config import ConfigError
 from adamml_core.flops import cost_report
-from adamml_core.models.build import build_modalities, build_policy_views, build_system
 from adamml_core.models.fusion_contract import AdaptiveModeRefused
 from adamml_plugins.lateral import pathway
-from tiny_models import NUM_CLASSES, tiny_components, tiny_config
+from tiny_models import NUM_CLASSES, tiny_components, tiny_config, tiny_system
 
 B, C = 2, 3
 PAIRS = [("tinyframes", "tinysound"), ("tinyframes", "tinymotion")]
@@ -27,13 +26,7 @@ def components():
 
 def make(components, fusion, modalities, **options):
     cfg = tiny_config(modalities, fusion={"name": fusion, "options": options})
-    mods = build_modalities(cfg, components)
-    views = build_policy_views(cfg, mods, components)
-    system = build_system(cfg, NUM_CLASSES, components, mods, views)
-    torch.manual_seed(0)
-    inputs = {m: torch.randn(B, C, *mods[m].segment_shape()) for m in mods}
-    policy_inputs = {m: torch.randn(B, C, *views[m].policy_shape()) for m in mods}
-    return system, inputs, policy_inputs, mods, views
+    return tiny_system(cfg, components, B, C)
 
 
 @pytest.mark.parametrize("modality", ["tinyframes", "tinysound"])

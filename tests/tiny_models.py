@@ -126,3 +126,16 @@ def tiny_config(modalities=("tinyframes", "tinysound"), **sections) -> Experimen
     }
     data.update(sections)
     return ExperimentConfig.model_validate(data)
+
+
+def tiny_system(cfg: ExperimentConfig, components, batch: int, segments: int):
+    """The system of ``cfg`` with seeded random inputs: (system, inputs, policy_inputs, modalities, views)."""
+    from adamml_core.models.build import build_modalities, build_policy_views, build_system
+
+    mods = build_modalities(cfg, components)
+    views = build_policy_views(cfg, mods, components)
+    system = build_system(cfg, NUM_CLASSES, components, mods, views)
+    torch.manual_seed(0)
+    inputs = {m: torch.randn(batch, segments, *mods[m].segment_shape()) for m in mods}
+    policy_inputs = {m: torch.randn(batch, segments, *views[m].policy_shape()) for m in mods}
+    return system, inputs, policy_inputs, mods, views

@@ -73,7 +73,7 @@ def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
     trainer.run.log({"event": "pass", "stage": plan.name, "epoch": pos.epoch, "pass": pp.name,
                      "pass_index": pos.pass_index, "global_step": pos.global_step, "lr": optim.lr,
                      **trainer.meters.means()})
-    if pp.recalibrate_policy_after:
+    if pp.recalibrate_policy_after and (not pp.recalibrate_last_epoch_only or pos.epoch == plan.epochs - 1):
         recalibrate_policy(trainer, plan, pp)
 
 

@@ -69,6 +69,9 @@ class PassPlan:
     system_train: bool = False  # the whole system in train mode (Gumbel sampling), untrained parts in eval mode
     batchnorm_eval: tuple[Part, ...] = ()  # trained parts whose BatchNorm layers stay in eval mode
     recalibrate_policy_after: bool = False  # re-estimate the policy's BatchNorm statistics after this pass
+    # only after the stage's last epoch: when nothing reads the statistics in between (no validation), the
+    # earlier re-estimates are overwritten unread
+    recalibrate_last_epoch_only: bool = False
     loss_terms: tuple[LossTermUse, ...] = ()
 
 
