@@ -3,10 +3,12 @@
 The alternating stage's straight-through signal is weak and late for a policy head that starts
 from random weights (in the demo it settled on one modality everywhere). This stage gives the
 whole policy, with the recognition networks frozen in eval mode, a binary cross-entropy target
-on every decision, computed from those networks' own per-segment correctness (no ground truth
+on every decision, computed from those networks' own per-segment outputs (no ground truth
 beyond the video's label): ``cheapest`` = the cheapest modality, by the counted per-segment
 costs, whose network is right on the segment; ``sufficient`` = every modality whose network is
-right. See docs/training.md, "Options for a policy that learns".
+right; ``probability`` (the demo's) = each network's probability of the label there, a soft
+target that a default guess on a cue-less segment does not pass as useful. See docs/training.md,
+"Options for a policy that learns" and "Which teacher?".
 """
 
 from __future__ import annotations
