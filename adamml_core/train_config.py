@@ -107,6 +107,13 @@ class TrainConfig(StrictModel):
         description="stage 'fusion' (not in the paper, not in the default stages): learn the late-fusion weights over "
         "the frozen unimodal networks; the weighted-fusion baseline",
     )
+    joint: StageConfig = Field(
+        # the authors' train_joint.py: one SGD over every parameter, lr 0.01, momentum 0.9, wd 1e-4, 50 epochs
+        # (its cosine schedule stands here as x0.1 at 20 and 40: adamml's schedules are step-wise)
+        default_factory=lambda: StageConfig(epochs=50, optimizer=OptimizerConfig(lr=0.01, milestones=[20, 40])),
+        description="stage 'joint' (the fusion baselines as the release trains them, not in the default stages): the "
+        "recognition networks and the fusion end to end, every modality on every segment, from the unimodal networks",
+    )
     policy_pretrain: PolicyPretrainConfig = Field(
         default_factory=lambda: PolicyPretrainConfig(epochs=5, optimizer=OptimizerConfig(name="adam", lr=0.001)),
         description="stage 'policy_pretrain' (not in the paper, which starts the policy branches from ImageNet): "

@@ -31,6 +31,7 @@ def compare(
     overrides: list[str] = typer.Argument(None, help="key.path=value overrides, applied to every method"),
     methods: str = typer.Option(None, "--methods", help="comma-separated: adamml, random, unimodal and any registered fusion (see `adamml plugins`); default: all of them"),
     source: Path = typer.Option(None, "--from", help="an `adamml train` run folder of this config: its unimodal.pt (and, when finished, its AdaMML model) are used instead of training them"),
+    baselines: str = typer.Option("joint", "--baselines", help="how the fusion baselines train from the unimodal networks: joint (backbones and fusion end to end, as the authors' release) or frozen (the fusion alone over the frozen networks)"),
     out: Path = typer.Option(None, "--out", help="compare folder: run folders, per-method results, compare.csv/.json/.png (default: <output_dir>/compare)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON document (compare.json)"),
@@ -45,17 +46,27 @@ def compare(
     started = time.perf_counter()
     with user_errors(), engine_errors():
         cfg, components = load_resolved_with_components(config, overrides)
+        check_baselines(baselines)
         names = parse_methods(methods or ",".join(known_methods(components)), components)
         out = out if out is not None else Path(cfg.output_dir) / "compare"
-        plan = ComparePlan(cfg, components, out, source=source, progress=progress and not json_output, say=say)
+        plan = ComparePlan(cfg, components, out, source=source, progress=progress and not json_output, say=say,
+                           baselines=baselines)
         docs = run_methods(plan, names, say)
-    report = {"config": str(config), "name": cfg.name, "out": str(out), "methods": names,
+    report = {"config": str(config), "name": cfg.name, "out": str(out), "methods": names, "baselines": baselines,
               "seconds": round(time.perf_counter() - started, 1), **docs}
     paths = write_outputs(out, report)
     if json_output:
         emit_json(report)
         return
     print_report(report, paths)
+
+
+def check_baselines(variant: str) -> None:
+    from adamml_core.config import ConfigError
+    from adamml_core.models.fusion_contract import BASELINE_VARIANTS
+
+    if variant not in BASELINE_VARIANTS:
+        raise ConfigError(f"--baselines: unknown variant '{variant}'; known: {', '.join(BASELINE_VARIANTS)}")
 
 
 @dataclass

@@ -5,7 +5,8 @@ Layout of the compare folder (``--out``, default ``<output_dir>/compare``)::
     compare-config.yaml    the config compared; a later compare into this folder must use the same
     runs/unimodal/         the shared unimodal stage (train.stages=[unimodal])
     runs/adamml/           the config's own recipe after its unimodal stage, from runs/unimodal's networks
-    runs/<fusion>/         fusion.name=<fusion>: its baseline_stages after unimodal, from the same networks
+    runs/<fusion>/         fusion.name=<fusion>: its baseline_stages (--baselines joint, the default, or
+                           frozen) after unimodal, from the same networks
     results/<method>.json  each method's evaluation, written (atomically) as soon as it is done
     compare.csv, compare.json, compare.png
 
@@ -49,7 +50,7 @@ def parse_methods(text: str, components: Any) -> list[str]:
 
 
 def derived_config(base: dict[str, Any], components: Any, *, fusion: str | None, stages: tuple[str, ...],
-                   output_dir: Path) -> tuple[Any, list[str]]:
+                   output_dir: Path, weights_loaded: bool = False) -> tuple[Any, list[str]]:
     """(resolved config of one run, the recipe's notes): ``base`` with another fusion, recipe and run folder."""
     from adamml_core.engine.recipe import check_recipe
 
@@ -59,7 +60,7 @@ def derived_config(base: dict[str, Any], components: Any, *, fusion: str | None,
     data["train"]["stages"] = list(stages)
     data["output_dir"] = str(output_dir)
     cfg = resolve_config(validate_config(data), components)
-    return cfg, check_recipe(cfg, components)
+    return cfg, check_recipe(cfg, components, weights_loaded=weights_loaded)
 
 
 def _comparable(data: dict[str, Any]) -> dict[str, Any]:
@@ -70,11 +71,11 @@ def _comparable(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def check_manifest(out: Path, base: dict[str, Any], source: Path | None) -> None:
+def check_manifest(out: Path, base: dict[str, Any], source: Path | None, baselines: str = "joint") -> None:
     """Write the manifest, or check that the one there is this config's (else results would mix configs)."""
     from adamml_core.atomic import atomic_writer
 
-    wanted = {"config": _comparable(base), "from": str(source) if source else None}
+    wanted = {"config": _comparable(base), "from": str(source) if source else None, "baselines": baselines}
     path = out / MANIFEST
     if not path.is_file():
         with atomic_writer(path, "w") as handle:
@@ -84,6 +85,10 @@ def check_manifest(out: Path, base: dict[str, Any], source: Path | None) -> None
     if found.get("from") != wanted["from"]:
         raise ConfigError(f"--out {out}: holds a compare made with --from {found.get('from')}, not {wanted['from']}; "
                           "use another --out or remove that folder")
+    # a folder from before the joint baselines trained them frozen
+    if found.get("baselines", "frozen") != baselines:
+        raise ConfigError(f"--out {out}: holds a compare with --baselines {found.get('baselines', 'frozen')}, not "
+                          f"{baselines}; use another --out or remove that folder")
     changed = differences(found.get("config") or {}, wanted["config"])
     if changed:
         raise ConfigError(f"--out {out}: holds a compare of another config ({', '.join(changed[:3])} differ); "
@@ -148,8 +153,9 @@ class ComparePlan:
     """The run folder of each method, trained (or resumed) only when it has no finished checkpoint."""
 
     def __init__(self, cfg: Any, components: Any, out: Path, *, source: Path | None = None, progress: bool = True,
-                 say: Callable[[str], None] = lambda message: None):
+                 say: Callable[[str], None] = lambda message: None, baselines: str = "joint"):
         self.cfg, self.components, self.out = cfg, components, Path(out)
+        self.baselines = baselines  # the fusion baselines' variant: joint (end to end) or frozen (fusion alone)
         self.base = config_to_dict(cfg)
         self.source = Source(source, self.base) if source is not None else None
         self.progress, self.say = progress, say
@@ -158,7 +164,7 @@ class ComparePlan:
         self._preloaded = False
         self._done: dict[str, Path] = {}
         self.given: set[str] = set()  # the runs whose checkpoint --from supplied
-        check_manifest(self.out, self.base, source)
+        check_manifest(self.out, self.base, source, baselines)
 
     def run_dir(self, key: str) -> Path:
         return self.out / "runs" / key
@@ -174,7 +180,7 @@ class ComparePlan:
             return None, (UNIMODAL,)
         if key == "adamml":
             return None, tuple(self.cfg.train.stages)
-        return key, baseline_stages(self.components.fusions.get(key))
+        return key, baseline_stages(self.components.fusions.get(key), self.baselines)
 
     def stages(self, key: str) -> tuple[tuple[str, ...], bool]:
         """(the stages run ``key`` trains itself, whether it starts from the shared unimodal stage)."""
@@ -205,7 +211,7 @@ class ComparePlan:
         stages, shares = self.stages(key)
         fusion, _ = self.recipe(key)
         cfg, notes = derived_config(self.base, self.components, fusion=fusion, stages=stages,
-                                    output_dir=self.run_dir(key))
+                                    output_dir=self.run_dir(key), weights_loaded=shares)
         for note in notes:
             self.say(f"{key}: {note}")
         init = self.checkpoint(UNIMODAL) if shares else None

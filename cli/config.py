@@ -26,8 +26,11 @@ def load_resolved(path: Path, overrides: list[str] | None):
     return load_resolved_with_components(path, overrides)[0]
 
 
-def load_resolved_with_components(path: Path, overrides: list[str] | None):
-    """(resolved config, the registries it was resolved with); the training recipe checked too."""
+def load_resolved_with_components(path: Path, overrides: list[str] | None, *, weights_loaded: bool = False):
+    """(resolved config, the registries it was resolved with); the training recipe checked too.
+
+    ``weights_loaded``: the command starts from another run's weights (``adamml train --init``/``--resume``).
+    """
     from adamml_core.config import resolve_config
     from adamml_core.engine.recipe import check_recipe
 
@@ -36,7 +39,7 @@ def load_resolved_with_components(path: Path, overrides: list[str] | None):
 
     cfg, components = load_config_and_components(path, overrides)
     cfg = resolve_config(cfg, components)
-    for note in check_recipe(cfg, components):  # stage/fusion mismatches etc., before any work
+    for note in check_recipe(cfg, components, weights_loaded=weights_loaded):  # stage/fusion mismatches etc., before any work
         err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     return cfg, components
 

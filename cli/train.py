@@ -52,13 +52,16 @@ def train(
     from adamml_core.engine.trainer import Trainer
 
     with user_errors(), engine_errors():
-        cfg, components = load_resolved_with_components(config, overrides)
+        starts_loaded = init is not None or resume is not None
+        cfg, components = load_resolved_with_components(config, overrides, weights_loaded=starts_loaded)
         if stage:
             cfg.train.stages = list(stage)
-            check_recipe(cfg, components)  # --stage names are checked like train.stages
+            check_recipe(cfg, components, weights_loaded=starts_loaded)  # --stage names are checked like train.stages
         if output is not None:
             cfg.output_dir = output
         resume_path = resolve_resume(resume, cfg.output_dir)
+        if starts_loaded and init is None and resume_path is None:  # --resume auto found nothing: from scratch
+            check_recipe(cfg, components)
         say = (lambda message: err_console.print(f"[dim]{message}[/]")) if not json_output else (lambda message: None)
         trainer = Trainer(cfg, components=components, resume=resume_path, progress=progress and not json_output, log=say)
         if init is not None and resume_path is None:

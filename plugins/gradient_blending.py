@@ -1,11 +1,13 @@
 """Gradient blending (Wang, Tran, Feiszli, CVPR 2020, arXiv 1905.12681): one head per modality plus a fused
-head, trained with ``sum_k w_k CE_k``, the weights from each head's generalisation over its overfitting.
+head on the concatenated features, trained with ``sum_k w_k CE_k``, the weights from each head's
+generalisation over its overfitting; the prediction is the fused head's.
 
 Three registered pieces:
 
-- fusion ``gblend``: learned weighted late fusion of the per-modality logits (as ``weighted``),
-  carrying the blend weights ``w_k`` of its M + 1 heads (each modality's own classifier, averaged
-  over segments, and the fused output) as a buffer, so they are saved in every checkpoint;
+- fusion ``gblend``: the fused head, ``Linear(sum D_m -> K)`` (after dropout) on the concatenated
+  pooled features of every modality, per segment; it carries the blend weights ``w_k`` of the
+  M + 1 heads (each modality's own classifier on its features, averaged over segments, and the
+  fused head) as a buffer, so they are saved in every checkpoint;
 - stage ``gradient_blending`` (``train.gradient_blending``): recognition networks and fusion learn
   with the loss term below; before the epochs it is due (offline: the first; online: every
   ``every_n_epochs``) a measuring run estimates the weights on a held-out share V of the training
@@ -25,7 +27,8 @@ import copy
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from adamml_core import hookimpl
 from adamml_core.config import ConfigError
@@ -34,9 +37,9 @@ from adamml_core.engine.optim import Optimization
 from adamml_core.engine.passes import batch_top1
 from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StageContext, StagePlan, configure_pass
 from adamml_core.losses import classification_loss
+from adamml_core.models.fusion_contract import required_feature_dims
 from adamml_core.registry import NoOptions
 from adamml_core.train_config import OptimizerConfig, StrictModel
-from adamml_plugins.fusion import WeightedFusion
 
 FUSED = "fused"  # the name of the fused head beside the modalities' own
 STAGES = ("unimodal", "gradient_blending")
@@ -44,17 +47,41 @@ FLOOR = 1e-8  # every head keeps a positive weight (as one public implementation
 EPS = 1e-8  # no division by a zero overfitting change
 
 
-class GradientBlendingFusion(WeightedFusion):
-    """Weighted late fusion of the modalities' logits, plus the blend weights of the M + 1 heads' losses."""
+class GradientBlendingOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout before the fused head's classifier (the "
+                           "authors' AdaMML release: 0.5 before every final layer)")
+
+
+class GradientBlendingFusion(nn.Module):
+    """The fused head on the concatenated pooled features, plus the blend weights of the M + 1 heads' losses.
+
+    Per segment, like every fusion here: ``Linear(sum D_m -> K)`` on the modalities' features
+    (each multiplied by its mask, so a skipped modality contributes zeros), the segment outputs
+    averaged by the system. The M unimodal heads are the recognition networks' own classifiers,
+    used in training only (:func:`head_logits`); the prediction is the fused head's.
+    """
+
+    uses_features = True
+    uses_logits = False  # the unimodal classifiers do not feed the prediction (nor its cost)
     baseline_stages = STAGES
 
-    def __init__(self, modalities: list[str]):
-        super().__init__(modalities)
+    def __init__(self, modalities: list[str], feature_dims: list[int], num_classes: int, *, dropout: float = 0.5):
+        super().__init__()
+        self.modalities = list(modalities)
         if FUSED in self.modalities:
             raise ConfigError(f"fusion.name: fusion 'gblend' names its fused head '{FUSED}', which is also a modality")
+        self.feature_dims = list(feature_dims)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Linear(sum(self.feature_dims), num_classes)
         self.head_names = [*self.modalities, FUSED]
         self.register_buffer("blend_weights", torch.full((len(self.head_names),), 1.0 / len(self.head_names)))
+
+    def forward(self, logits: torch.Tensor | None, mask: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat([f * mask[..., i:i + 1].to(f.dtype) for i, f in enumerate(features)], dim=-1)
+        out = self.classifier(self.dropout(x))
+        return out * (mask.detach().sum(dim=-1, keepdim=True) > 0).to(out.dtype)  # nothing selected: zeros
 
     def head_weights(self) -> dict[str, torch.Tensor]:
         return {name: self.blend_weights[i] for i, name in enumerate(self.head_names)}
@@ -63,21 +90,24 @@ class GradientBlendingFusion(WeightedFusion):
         self.blend_weights.copy_(torch.tensor([float(weights[n]) for n in self.head_names]))
 
 
-def build_gblend(options: NoOptions, *, modalities: list[str], num_classes: int,
+def build_gblend(options: GradientBlendingOptions, *, modalities: list[str], num_classes: int,
                  feature_dims: dict[str, int] | None = None) -> torch.nn.Module:
-    """Gradient blending: weighted late fusion + per-head loss weights (train with stage gradient_blending)."""
-    return GradientBlendingFusion(modalities)
+    """Gradient blending: a fused head on the concatenated features + per-head loss weights (stage gradient_blending)."""
+    dims = required_feature_dims(feature_dims, modalities, "gblend")
+    return GradientBlendingFusion(modalities, dims, num_classes, dropout=options.dropout)
 
 
 build_gblend.baseline_stages = STAGES  # known without building (fusion_contract.baseline_stages)
 
 
 def head_logits(system: Any, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Video logits ``[B, K]`` of every head: each modality's classifier (mean over segments) and the fused one."""
-    segment_logits, features = system.recognize_all_parts(inputs)
-    mask = segment_logits.new_ones(*segment_logits.shape[:3])
-    heads = {m: segment_logits[:, :, i].mean(dim=1).float() for i, m in enumerate(system.modalities)}
-    heads[FUSED] = system.fuse(segment_logits, mask, features).float()
+    """Video logits ``[B, K]`` of every head: each modality's own classifier on its features (mean over segments),
+    and the fused head on their concatenation."""
+    _, features = system.recognize_all_parts(inputs)
+    b, c = features[0].shape[:2]
+    heads = {m: system.recognizers[m].head(f.flatten(0, 1)).view(b, c, -1).mean(dim=1).float()
+             for m, f in zip(system.modalities, features)}
+    heads[FUSED] = system.fuse(None, features[0].new_ones(b, c, len(system.modalities)), features).float()
     return heads
 
 
@@ -255,8 +285,9 @@ class GradientBlendingStage(Stage):
 
 @hookimpl
 def register_fusions(register):
-    register("gblend", build_gblend, description="gradient blending: weighted late fusion + per-head loss weights "
-             "(stage gradient_blending)")
+    register("gblend", build_gblend, options_model=GradientBlendingOptions,
+             description="gradient blending: M unimodal heads + a fused head on the concatenated features, loss "
+             "sum_k w_k CE_k (stage gradient_blending)")
 
 
 @hookimpl

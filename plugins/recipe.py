@@ -8,6 +8,8 @@ policy_        each policy branch + a temporary linear classifier on its own    
 pretrain       policy input, CE (stands in for the paper's ImageNet weights)    (not in paper)
 fusion         late-fusion weights over the frozen unimodal networks, CE;       train.fusion (not in paper)
                skipped when the fusion has no parameters (average, max)
+joint          recognition networks + fusion end to end, every modality on      train.joint (the release's
+               every segment, from the unimodal networks, CE                    train_joint.py)
 policy_        the whole policy, recognition frozen: BCE of each decision       train.policy_distill
 distill        towards the networks' own per-segment correctness (issue 13)     (not in paper)
 warmup         recognition networks + fusion behind the frozen policy, CE       train.warmup
@@ -27,7 +29,7 @@ from typing import Any
 import torch
 
 from adamml_core import hookimpl
-from adamml_core.config import AlternatingConfig, StageConfig
+from adamml_core.config import AlternatingConfig, ConfigError, StageConfig
 from adamml_core.train_config import PolicyPretrainConfig
 from adamml_core.engine.passes import batch_top1
 from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
@@ -224,6 +226,33 @@ class FusionStage(Stage):
         return f"fusion '{name}' has no parameters to learn"
 
 
+class JointStage(Stage):
+    """Recognition networks + fusion end to end, every modality on every segment (the release's joint baselines).
+
+    Starts from the unimodal networks: an earlier stage trained them, or the run loaded them
+    (``adamml train --init``, ``adamml compare``); a recipe with neither is refused before any work.
+    A feature-only fusion (mid, experts) never runs the per-modality classifiers, so they get no
+    gradient and stay as they were: the release drops them.
+    """
+
+    options_model = StageConfig
+
+    def plan(self, options, cfg):
+        return StagePlan(
+            "joint", options.epochs,
+            (PassPlan("joint", "joint", "recognition", "recognition", ("recognition", "fusion"), FusionForward()),),
+            {"joint": (options.optimizer, ("recognition", "fusion"))},
+            validation_modes=("all",),
+        )
+
+    def check(self, options, cfg, components, *, recipe=None):
+        if options.epochs == 0 or recipe is None or recipe.recognition_trained():
+            return None
+        raise ConfigError("train.stages: stage 'joint' trains from the unimodal networks, but there are none: put "
+                          "'unimodal' before it, or start from a run's weights (adamml train --init RUN/checkpoints/"
+                          "unimodal.pt)")
+
+
 class _BehindPolicy(Stage):
     """Recognition networks + fusion behind the frozen policy (cross-entropy)."""
 
@@ -284,6 +313,7 @@ def register_stages(register):
     register("unimodal", UnimodalStage)
     register("policy_pretrain", PolicyPretrainStage)
     register("fusion", FusionStage)
+    register("joint", JointStage)
     register("policy_distill", PolicyDistillStage)
     register("warmup", WarmupStage)
     register("alternating", AlternatingStage)

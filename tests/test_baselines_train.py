@@ -21,7 +21,7 @@ from engine_configs import builtin_components, data_root, keep_torch_threads, ti
 
 FUSIONS = ["average", "weighted", "max", "mid", "experts", "unilateral", "bilateral", "gblend"]
 METHODS = [*FUSIONS, "random"]
-SMALL = ["train.fusion.epochs=1", "fusion.options={}",
+SMALL = ["train.fusion.epochs=1", "train.joint.epochs=1", "fusion.options={}",
          "train.gradient_blending={epochs: 1, holdout: 0.25, mode: online, every_n_epochs: 1}"]
 # small heads; no DropPathway here (it drops the connections' gradients at random; test_fusion_lateral covers it)
 OPTIONS = {"mid": "fusion.options={hidden: 32}", "experts": "fusion.options={width: 16}",

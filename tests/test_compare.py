@@ -17,7 +17,7 @@ from engine_configs import builtin_components, tiny_config
 from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 # a short AdaMML recipe: the test is about the compare, not about how well the policy learns
-RECIPE = ["train.stages=[unimodal,warmup]", "train.fusion.epochs=1", "train.checkpoint_every=1"]
+RECIPE = ["train.stages=[unimodal,warmup]", "train.fusion.epochs=1", "train.joint.epochs=1", "train.checkpoint_every=1"]
 
 
 def _invoke(args: list[str]):
@@ -64,14 +64,36 @@ def test_writes_one_row_per_method_in_csv_json_and_png(setup, first):
     assert [r["selection"] for r in rows] == [None, None, None]  # selection is shown for the adaptive methods only
 
 
-def test_fusion_baseline_starts_from_the_shared_unimodal_stage(setup, first):
+def test_fusion_baseline_starts_from_the_shared_unimodal_stage_and_trains_jointly(setup, first):
     _, out = setup
     unimodal, weighted = out / "runs" / "unimodal" / "checkpoints", out / "runs" / "weighted" / "checkpoints"
     assert not (weighted / "unimodal.pt").exists()  # the weighted run did not train a unimodal stage of its own
     shared, fused = _recognizers(unimodal / "last.pt"), _recognizers(weighted / "last.pt")
+    # the default (joint) baselines train the networks too, from the shared ones
+    assert shared.keys() == fused.keys()
+    moved = [k for k in shared if k.endswith("weight") and not torch.equal(shared[k], fused[k])]
+    assert any(k.startswith("recognizers.rgb.") for k in moved) and any(k.startswith("recognizers.audio.") for k in moved)
+    assert first["baselines"] == "joint"
+    assert first["results"][0]["shares_unimodal"] and first["results"][0]["stages"] == ["joint"]
+
+
+def test_frozen_baselines_keep_the_shared_networks_bit_for_bit(setup, first, tmp_path):
+    config, out = setup
+    other = tmp_path / "frozen"
+    result = _invoke(["compare", str(config), "--methods", "weighted", "--baselines", "frozen", "--from",
+                      str(out / "runs" / "unimodal"), "--out", str(other), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["baselines"] == "frozen" and doc["results"][0]["stages"] == ["fusion"]
+    shared = _recognizers(out / "runs" / "unimodal" / "checkpoints" / "unimodal.pt")
+    fused = _recognizers(other / "runs" / "weighted" / "checkpoints" / "last.pt")
     # the fusion stage trains the fusion weights only: the networks are the shared ones, bit for bit
     assert shared.keys() == fused.keys() and all(torch.equal(shared[k], fused[k]) for k in shared)
-    assert first["results"][0]["shares_unimodal"] and first["results"][0]["stages"] == ["fusion"]
+    # a folder holds one variant: the joint compare's folder refuses the frozen one, before any work
+    mixed = _invoke(["compare", str(config), "--methods", "weighted", "--baselines", "frozen", "--out", str(out)])
+    assert mixed.exit_code == 2 and "--baselines joint, not frozen" in mixed.output
+    unknown = _invoke(["compare", str(config), "--baselines", "thawed", "--out", str(tmp_path / "never")])
+    assert unknown.exit_code == 2 and "known: joint, frozen" in unknown.output and not (tmp_path / "never").exists()
 
 
 def test_a_second_compare_continues_with_what_is_left(setup, first):
@@ -105,8 +127,9 @@ def test_a_method_killed_while_training_resumes_from_its_last_checkpoint(setup, 
     config, out = setup
     cfg, components = load_resolved_with_components(config, [])
     plan = ComparePlan(cfg, components, out, progress=False)
-    stages, _ = plan.stages("mid")
-    run_cfg, _ = derived_config(plan.base, components, fusion="mid", stages=stages, output_dir=plan.run_dir("mid"))
+    stages, shares = plan.stages("mid")
+    run_cfg, _ = derived_config(plan.base, components, fusion="mid", stages=stages, output_dir=plan.run_dir("mid"),
+                                weights_loaded=shares)
     killed = Trainer(run_cfg, components=components, halt_after_steps=1)  # stands for a compare killed mid-epoch
     killed.load_weights(plan.checkpoint("unimodal"), parts=("recognition",))
     with pytest.raises(TrainingHalted):

@@ -16,6 +16,7 @@ The trainer only ever reads these objects; it never matches a stage's name.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol
 
@@ -133,6 +134,23 @@ class StageContext:
         return self._trainer.ctx.broadcast_object(value)
 
 
+@dataclass(frozen=True)
+class RecipeSoFar:
+    """What a stage's ``check`` may know of the recipe before it (passed to a ``check`` that takes ``recipe=``).
+
+    ``earlier``: the plans of the stages before it in ``train.stages``; ``weights_loaded``: the caller starts
+    from another run's model weights (``adamml train --init``/``--resume``, ``adamml compare``'s shared unimodal stage).
+    """
+
+    earlier: tuple[StagePlan, ...] = ()
+    weights_loaded: bool = False
+
+    def recognition_trained(self) -> bool:
+        """Recognition networks with weights of their own: loaded, or trained by an earlier stage."""
+        return self.weights_loaded or any(
+            plan.epochs > 0 and any("recognition" in p.trains for p in plan.passes) for plan in self.earlier)
+
+
 class Stage:
     """Base of a registered stage; subclasses set ``options_model`` and implement ``plan``."""
 
@@ -142,7 +160,11 @@ class Stage:
         raise NotImplementedError
 
     def check(self, options: BaseModel, cfg: Any, components: Any) -> str | None:
-        """A one-line reason why this stage will be skipped for this config (None: it runs)."""
+        """A one-line reason why this stage will be skipped for this config (None: it runs).
+
+        Raise :class:`ConfigError` for what cannot run. A subclass whose check also takes ``recipe``
+        (a :class:`RecipeSoFar`) is told what comes before it.
+        """
         return None
 
     def skip_reason(self, system: Any, cfg: Any) -> str | None:
@@ -190,11 +212,12 @@ def build_loss_terms(plan: PassPlan, cfg: Any, components: Any, stage: str) -> l
     return terms
 
 
-def check_recipe(cfg: Any, components: Any) -> list[str]:
+def check_recipe(cfg: Any, components: Any, *, weights_loaded: bool = False) -> list[str]:
     """Validate the recipe before any work: stage names, their options, their loss terms.
 
     Raises :class:`ConfigError` for what cannot run; returns one-line notes for stages that
     will be skipped (e.g. stage ``fusion`` with a fusion that has nothing to learn).
+    ``weights_loaded``: the run starts from another run's model weights (see :class:`RecipeSoFar`).
     """
     for key in cfg.train.model_extra or {}:
         if key not in components.stages:
@@ -203,13 +226,23 @@ def check_recipe(cfg: Any, components: Any) -> list[str]:
     notes = []
     plans = plan_stages(cfg, components)
     _refuse_adaptive_stages(cfg, components, [plan for _, plan in plans])
-    for stage, plan in plans:
+    for i, (stage, plan) in enumerate(plans):
         for pass_plan in plan.passes:
             build_loss_terms(pass_plan, cfg, components, plan.name)
-        reason = stage.check(stage_options(cfg, plan.name, components)[1], cfg, components)
+        told = _takes_recipe(stage.check)
+        extra = {"recipe": RecipeSoFar(tuple(p for _, p in plans[:i]), weights_loaded)} if told else {}
+        reason = stage.check(stage_options(cfg, cfg.train.stages[i], components)[1], cfg, components, **extra)
         if reason:
             notes.append(f"train.stages: stage '{plan.name}' will be skipped: {reason}")
     return notes
+
+
+def _takes_recipe(check: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(check).parameters
+    except (TypeError, ValueError):
+        return False
+    return "recipe" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def runs_adaptive(plan: StagePlan) -> bool:

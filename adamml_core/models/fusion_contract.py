@@ -23,9 +23,12 @@ baseline only and the adaptive paths refuse it). Such a method may run the backb
 and the cost model counts the connections as the fusion's. ``example_inputs(batch=1)`` may return
 the positional arguments of one counted call (the cost model counts one segment);
 otherwise :func:`example_inputs` builds them from the sizes the module was built with.
-``baseline_stages`` (a tuple of registered stage names, default ``("unimodal", "fusion")``) is
-the recipe a comparison of baselines trains the method with, e.g. a method with its own stage
-declares ``("unimodal", "<its stage>")``; read it with :func:`baseline_stages`.
+``baseline_stages`` is the recipe a comparison of baselines trains the method with: a tuple of
+registered stage names (e.g. a method with its own stage declares ``("unimodal", "<its stage>")``,
+used whichever variant is asked for), or a mapping from the variants ``joint`` / ``frozen`` to
+such tuples; default ``("unimodal", "joint")`` (backbones and fusion end to end, as the authors'
+release trains its baselines) and ``("unimodal", "fusion")`` (the fusion alone over the frozen
+unimodal networks); read it with :func:`baseline_stages`.
 
 Builders are ``build(options, *, modalities, num_classes, feature_dims)``; a builder
 written for the original contract (no ``feature_dims``) is still called without it.
@@ -95,22 +98,27 @@ def joint_connections_gmacs(system: Any, segment_shapes: Mapping[str, tuple[int,
     return (joint - alone) / 1e9
 
 
-DEFAULT_BASELINE_STAGES: tuple[str, ...] = ("unimodal", "fusion")
+BASELINE_VARIANTS = ("joint", "frozen")
+DEFAULT_BASELINE_STAGES: dict[str, tuple[str, ...]] = {"joint": ("unimodal", "joint"), "frozen": ("unimodal", "fusion")}
 
 
-def baseline_stages(fusion_cls_or_module: Any) -> tuple[str, ...]:
-    """The recipe (stage names) a fusion method is trained with as a baseline.
+def baseline_stages(fusion_cls_or_module: Any, variant: str = "joint") -> tuple[str, ...]:
+    """The recipe (stage names) a fusion method is trained with as a baseline, in ``variant`` (joint or frozen).
 
     Accepts the fusion class, an instance, its registered builder (a function may carry the
     attribute too, so the answer needs no build) or the registry entry: any of them may declare
-    ``baseline_stages``; otherwise the default ``("unimodal", "fusion")`` (unimodal networks, then
-    the fusion's own parameters, if any).
+    ``baseline_stages``, a tuple (the method's own recipe, whatever the variant) or a mapping per
+    variant (a variant it lacks gets the default); otherwise :data:`DEFAULT_BASELINE_STAGES`.
     """
+    if variant not in BASELINE_VARIANTS:
+        raise ValueError(f"unknown baseline variant '{variant}'; known: {', '.join(BASELINE_VARIANTS)}")
     declared = getattr(fusion_cls_or_module, "baseline_stages", None)
     if declared is None and hasattr(fusion_cls_or_module, "factory"):  # a RegistryEntry
         declared = getattr(fusion_cls_or_module.factory, "baseline_stages", None)
+    if isinstance(declared, Mapping):
+        declared = declared.get(variant)
     if declared is None:
-        return DEFAULT_BASELINE_STAGES
+        return DEFAULT_BASELINE_STAGES[variant]
     if isinstance(declared, str) or not all(isinstance(s, str) for s in declared):
         raise TypeError(f"baseline_stages of {fusion_cls_or_module!r} must be a tuple of stage names, got {declared!r}")
     return tuple(declared)
