@@ -57,6 +57,8 @@ DEMO_CONFIG: dict[str, Any] = {
         "batch_size": 16,
         "unimodal": {"epochs": 6, "optimizer": {"lr": 0.01, "milestones": [4]}},
         "fusion": {"epochs": 1, "optimizer": {"lr": 0.01}},
+        # not in the demo's stages: `adamml compare` on this config trains the joint baselines one epoch each
+        "joint": {"epochs": 1, "optimizer": {"lr": 0.01}},
         "policy_distill": {"epochs": 6, "optimizer": {"name": "adam", "lr": 0.003}, "target": "probability"},
         "warmup": {"epochs": 1, "optimizer": {"lr": 0.001}},
         "alternating": {

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 def train(
     config: Path = typer.Argument(..., help="experiment config (.yaml/.yml/.toml)"),
     overrides: list[str] = typer.Argument(None, help="key.path=value overrides, e.g. train.batch_size=8"),
-    stage: list[str] = typer.Option(None, "--stage", help="run only this stage (repeatable): any registered stage (built-in: unimodal, policy_pretrain, fusion, warmup, alternating, finetune; see `adamml plugins`)"),
+    stage: list[str] = typer.Option(None, "--stage", help="run only this stage (repeatable): any registered stage (built-in: unimodal, policy_pretrain, fusion, joint, warmup, alternating, finetune; see `adamml plugins`)"),
     resume: str = typer.Option(None, "--resume", help="continue from a checkpoint, a run folder, or 'auto' (the run folder's last.pt if any)"),
     init: Path = typer.Option(None, "--init", help="start from the model weights of this checkpoint (e.g. an earlier run's unimodal.pt)"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder (default: the config's output_dir)"),
