@@ -200,6 +200,7 @@ def check_recipe(cfg: Any, components: Any) -> list[str]:
         if key not in components.stages:
             raise ConfigError(f"train.{key}: unknown field (typo?); not a training stage either; registered stages: "
                               f"{', '.join(components.stages.names())}")
+    _check_fusion_builds(cfg, components)
     notes = []
     plans = plan_stages(cfg, components)
     _refuse_adaptive_stages(cfg, components, [plan for _, plan in plans])
@@ -210,6 +211,19 @@ def check_recipe(cfg: Any, components: Any) -> list[str]:
         if reason:
             notes.append(f"train.stages: stage '{plan.name}' will be skipped: {reason}")
     return notes
+
+
+def _check_fusion_builds(cfg: Any, components: Any) -> None:
+    """The fusion's own config checks (e.g. which modalities it can connect) run here, before any work:
+    it is built on the meta device with the modalities' real segment shapes and stand-in sizes."""
+    from adamml_core.models.fusion_contract import configured_fusion_on_meta
+
+    try:
+        configured_fusion_on_meta(cfg, components)
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - a method that needs the real sizes is checked where the system is built
+        return
 
 
 def runs_adaptive(plan: StagePlan) -> bool:
