@@ -137,3 +137,13 @@ def test_a_lateral_config_it_cannot_link_fails_validation(components, modalities
     cfg = tiny_config(modalities, fusion={"name": "bilateral", "options": options}, train={"stages": ["unimodal", "fusion"]})
     with pytest.raises(ConfigError, match=message):
         check_recipe(resolve_config(cfg, components), components)  # before any network or video is touched
+
+
+def test_a_builder_that_names_segment_shapes_is_told_them(components):
+    from adamml_core.models.fusion_contract import build_fusion
+
+    kwargs = dict(field_path="fusion.options", modalities=list(VISUAL), num_classes=3, feature_dims={m: 8 for m in VISUAL})
+    with pytest.raises(ConfigError, match="needs the modalities' segment shapes"):
+        build_fusion(components.fusions, "unilateral", {}, **kwargs)
+    shapes = {"tinyframes": (2, 3, 32, 32), "tinymotion": (2, 4, 32, 32)}
+    assert build_fusion(components.fusions, "unilateral", {}, segment_shapes=shapes, **kwargs).clips == (True, True)
