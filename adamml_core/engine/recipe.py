@@ -223,6 +223,7 @@ def check_recipe(cfg: Any, components: Any, *, weights_loaded: bool = False) -> 
         if key not in components.stages:
             raise ConfigError(f"train.{key}: unknown field (typo?); not a training stage either; registered stages: "
                               f"{', '.join(components.stages.names())}")
+    _check_fusion_builds(cfg, components)
     notes = []
     plans = plan_stages(cfg, components)
     _refuse_adaptive_stages(cfg, components, [plan for _, plan in plans])
@@ -243,6 +244,19 @@ def _takes_recipe(check: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return "recipe" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _check_fusion_builds(cfg: Any, components: Any) -> None:
+    """The fusion's own config checks (e.g. which modalities it can connect) run here, before any work:
+    it is built on the meta device with the modalities' real segment shapes and stand-in sizes."""
+    from adamml_core.models.fusion_contract import configured_fusion_on_meta
+
+    try:
+        configured_fusion_on_meta(cfg, components)
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - a method that needs the real sizes is checked where the system is built
+        return
 
 
 def runs_adaptive(plan: StagePlan) -> bool:

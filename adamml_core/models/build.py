@@ -133,7 +133,8 @@ def build_system(
         # the fusion is told the encoders' feature sizes (a builder of the original contract is not)
         fusion = build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
                               modalities=list(cfg.modalities), num_classes=num_classes,
-                              feature_dims={m: getattr(recognizers[m], "feature_dim", None) for m in cfg.modalities})
+                              feature_dims={m: getattr(recognizers[m], "feature_dim", None) for m in cfg.modalities},
+                              segment_shapes={m: tuple(modalities[m].segment_shape()) for m in cfg.modalities})
     except RegistryError as exc:
         raise ConfigError(f"fusion.name: {exc}") from None
     except ComponentOptionsError as exc:

@@ -31,7 +31,10 @@ release trains its baselines) and ``("unimodal", "fusion")`` (the fusion alone o
 unimodal networks); read it with :func:`baseline_stages`.
 
 Builders are ``build(options, *, modalities, num_classes, feature_dims)``; a builder
-written for the original contract (no ``feature_dims``) is still called without it.
+written for the original contract (no ``feature_dims``) is still called without it. A builder
+that names a ``segment_shapes`` parameter is also told every modality's per-segment input shape
+(e.g. ``(T, C, H, W)`` for a clip, ``(C, F, W)`` for a spectrogram), to choose or refuse what it
+connects before any work.
 """
 
 from __future__ import annotations
@@ -175,13 +178,25 @@ def accepts_feature_dims(factory: Any) -> bool:
     return "feature_dims" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def accepts_segment_shapes(factory: Any) -> bool:
+    """Only a builder that names ``segment_shapes`` gets it (a ``**kwargs`` builder may pass it on blindly)."""
+    try:
+        return "segment_shapes" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def build_fusion(registry: Any, name: str, options: Any, *, field_path: str, modalities: list[str],
-                 num_classes: int, feature_dims: Mapping[str, int] | None) -> nn.Module:
-    """Build fusion ``name`` from ``registry``, telling it the feature sizes if its builder takes them."""
+                 num_classes: int, feature_dims: Mapping[str, int] | None,
+                 segment_shapes: Mapping[str, tuple[int, ...]] | None = None) -> nn.Module:
+    """Build fusion ``name`` from ``registry``, telling it the feature sizes (and the modalities'
+    segment shapes) if its builder takes them."""
     entry = registry.get(name)
     kwargs: dict[str, Any] = {"modalities": list(modalities), "num_classes": num_classes}
     if accepts_feature_dims(entry.factory):
         kwargs["feature_dims"] = dict(feature_dims) if feature_dims is not None else None
+    if accepts_segment_shapes(entry.factory):
+        kwargs["segment_shapes"] = dict(segment_shapes) if segment_shapes is not None else None
     try:
         module = registry.build(name, options, field_path=field_path, **kwargs)
     except FusionSizeError as exc:
@@ -216,12 +231,25 @@ def example_inputs(fusion: nn.Module, modalities: list[str], num_classes: int,
     return logits, mask, [torch.zeros(batch, 1, d, device=device) for d in dims]
 
 
+def configured_segment_shapes(cfg: Any, components: Any) -> dict[str, tuple[int, ...]]:
+    """Every configured modality's per-segment input shape, from its registered class and options."""
+    shapes = {}
+    for m in cfg.modalities:
+        modality = components.modalities.build(m, cfg.modality_options.get(m, {}), field_path=f"modality_options.{m}",
+                                               sampling=cfg.sampling)
+        shapes[m] = tuple(int(s) for s in modality.segment_shape())
+    return shapes
+
+
 def configured_fusion_on_meta(cfg: Any, components: Any) -> nn.Module:
     """The config's fusion built on the meta device (no memory), to read what it declares before any work.
 
     Whether it has parameters, or which hooks it offers, does not depend on the class count or
-    the feature sizes, so placeholders stand in for them.
+    the feature sizes, so placeholders stand in for them; the segment shapes are the real ones
+    (a method may refuse modalities it cannot connect).
     """
+    shapes = configured_segment_shapes(cfg, components)
     with torch.device("meta"):
         return build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
-                            modalities=list(cfg.modalities), num_classes=2, feature_dims={m: 1 for m in cfg.modalities})
+                            modalities=list(cfg.modalities), num_classes=2, feature_dims={m: 1 for m in cfg.modalities},
+                            segment_shapes=shapes)
