@@ -232,7 +232,9 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
                 self.note_failure(record, exc, "skipped")
                 return None
             self.note_failure(record, exc, "substituted")
-            return {**self.zero_sample(), "target": self.target_of(record), "index": index, "valid": False}
+            # the reason travels with the sample: loader workers' own counters never reach the main process
+            return {**self.zero_sample(), "target": self.target_of(record), "index": index, "valid": False,
+                    "error": str(exc)}
         return {**tensors, "target": self.target_of(record), "index": index, "valid": True}
 
     def load_tensors(self, index: int, media: MediaSource) -> dict[str, dict[str, torch.Tensor]]:
@@ -271,6 +273,7 @@ def collate_batch(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None
     batch["target"] = torch.stack([s["target"] for s in kept])
     batch["index"] = torch.tensor([s["index"] for s in kept], dtype=torch.long)
     batch["valid"] = torch.tensor([bool(s["valid"]) for s in kept], dtype=torch.bool)
+    batch["failed"] = {int(s["index"]): s["error"] for s in kept if "error" in s}  # substituted: index -> why
     return batch
 
 

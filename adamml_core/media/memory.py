@@ -143,6 +143,10 @@ class MemorySource(FrameSource):
         self.notes.update(entry.notes)  # the damage decoding the whole file met, as a container source would report
 
     @classmethod
+    def accepts(cls, path: Path) -> bool:
+        return False  # a faster copy of a file another source accepts: the scan asks that one
+
+    @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "MemorySource | None":
         entry = lookup(path, decode_short_side)
         if entry is None:

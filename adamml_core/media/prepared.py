@@ -44,6 +44,10 @@ class PreparedSource(FrameSource):
         self.notes.update({k: int(v) for k, v in meta.get("notes", {}).items() if k in DECODE_NOTES})
 
     @classmethod
+    def accepts(cls, path: Path) -> bool:
+        return False  # a faster copy of a file another source accepts: the scan asks that one
+
+    @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "PreparedSource | None":
         if cache_dir is None:
             return None
