@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 OnError = Literal["skip", "substitute", "raise"]
 _SEGMENT_STREAM = 1_000_003  # rng stream id of the segment sampler (items use small ids)
-_MAX_FAILURES_KEPT = 1000
+MAX_FAILURES_KEPT = 1000
 
 
 class ShapeMismatchError(ConfigError):
@@ -215,7 +215,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
 
     def note_failure(self, record: VideoRecord, error: Exception, action: str) -> None:
         self.skipped[action] += 1
-        if len(self.failures) < _MAX_FAILURES_KEPT:
+        if len(self.failures) < MAX_FAILURES_KEPT:
             self.failures[record.video_id] = str(error)
         log.warning("%s video %s: %s", action, record.video_id, error)
 
@@ -234,7 +234,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
             self.note_failure(record, exc, "substituted")
             # the reason travels with the sample: loader workers' own counters never reach the main process
             return {**self.zero_sample(), "target": self.target_of(record), "index": index, "valid": False,
-                    "error": str(exc)}
+                    "error": exc.reason}
         return {**tensors, "target": self.target_of(record), "index": index, "valid": True}
 
     def load_tensors(self, index: int, media: MediaSource) -> dict[str, dict[str, torch.Tensor]]:

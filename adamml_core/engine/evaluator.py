@@ -228,9 +228,10 @@ def _outputs(scores: ClassificationMeter, chosen: list) -> dict[str, Any]:
 
 def _check_failures(tally: Any, dataset: Any, *, pipelined: bool) -> None:
     """Stop (TooManyFailedVideos) when more videos failed than ``dataset.max_failed_share`` allows."""
-    if pipelined:  # the pipeline applies on_error in this process: the dataset's counters are complete
-        tally.count = tally_dataset(tally.what, dataset, tally.total, tally.limit).count
-    tally.merge_dataset(dataset)
+    if pipelined:  # the pipeline applies on_error in this process: the dataset's own record is complete
+        tally = tally_dataset(tally.what, dataset, tally.total, tally.limit)
+    else:  # the loader's batches said what failed there; the selected items of the adaptive path fail here
+        tally.merge_dataset(dataset)
     tally.check()
 
 

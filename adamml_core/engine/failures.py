@@ -71,8 +71,12 @@ class FailureTally:
 def tally_dataset(what: str, dataset: Any, total: int, limit: float) -> FailureTally:
     """The tally of a dataset whose failures were counted in this process (the evaluation pipeline)."""
     skipped = getattr(dataset, "skipped", None) or {}
+    from adamml_core.segmented_dataset import MAX_FAILURES_KEPT
+
     tally = FailureTally(what, total, limit)
     tally.merge_dataset(dataset)
-    # the dataset keeps the first reasons only: its counters say how many there were
-    tally.count = max(tally.count, int(skipped.get("skipped", 0)) + int(skipped.get("substituted", 0)))
+    # Videos, not events (the pipeline may note one video's stage-1 and stage-2 failure): the ids the dataset
+    # kept, unless it kept no more ids than its cap, where its counters bound how many there were.
+    if len(tally.reasons) >= MAX_FAILURES_KEPT:
+        tally.count = min(total, int(skipped.get("skipped", 0)) + int(skipped.get("substituted", 0)))
     return tally

@@ -94,6 +94,8 @@ def read_timing(vstream, astream, container_duration: float | None) -> tuple[flo
 class ContainerOpening(FrameSource):
     """Which locators a container source serves and how it opens their bytes (the part a subclass may change)."""
 
+    accepts_help = "regular files (any container FFmpeg can decode)"
+
     def open_container(self) -> av.container.InputContainer:
         """PyAV's container for ``self.path`` (again to rewind); subclasses may return ``av.open(file_like)``."""
         return _open_container(self.path)

@@ -67,6 +67,8 @@ class FrameSource:
     """
 
     priority: ClassVar[int] = 0
+    # what accepts() says yes to, for people (`adamml plugins --json`)
+    accepts_help: ClassVar[str] = "any existing path (a file, or a folder)"
 
     path: Path
     fps: float
