@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from engine_configs import TINY
+from engine_configs import TINY, data_root  # noqa: F401 - module fixture
 from media_factory import write_garbage, write_video
 
 CLASSES = ["bars", "dots"]
@@ -164,3 +164,23 @@ def test_plugins_json_shows_options_schemas_and_source_priorities(grayscale_plug
     assert "loss_terms" in stages["alternating"]["options_schema"]["properties"]
     terms = {c["name"]: c for c in doc["loss_terms"]}
     assert set(terms["select_mass"]["options_schema"]["properties"]) == {"weight"}
+
+
+def test_adaptive_evaluation_judges_the_videos_it_could_open_and_stops_past_the_limit(data_root, tmp_path):
+    """Issue 20 item 4: ``_selection_quality`` reopened every video outside on_error (a traceback)."""
+    from adamml_core.engine.evaluator import Evaluator
+    from adamml_core.engine.experiment import build_experiment
+    from adamml_core.engine.failures import TooManyFailedVideos
+    from engine_configs import builtin_components, tiny_config
+
+    cfg = tiny_config(data_root, tmp_path / "run", ["dataset.max_failed_share=0.3"])
+    exp = build_experiment(cfg, components=builtin_components())
+    records = exp.records["val"]
+    write_garbage(records[0].path)  # found by the scan, undecodable when loaded
+    system = exp.build_system()
+    result = Evaluator(exp).evaluate(system, records, mode="adaptive")
+    assert result["skipped"] == {"substituted": 1}, result.get("skipped")  # on_error: substitute (the default)
+    assert result["selection_quality"] is not None  # judged on the 3 videos that open
+    write_garbage(records[1].path)
+    with pytest.raises(TooManyFailedVideos, match=r"evaluation \(mode all\): 2 of 4 videos \(50 %\)"):
+        Evaluator(exp).evaluate(system, records, mode="all")
