@@ -102,7 +102,8 @@ def test_plugin_term_source_and_archive_members_train_evaluate_and_fail_clearly(
     assert saved["components"]["loss_terms"]["select_mass"]["plugin"] == "grayscale_recipe"
 
     runner = CliRunner()
-    ok = runner.invoke(app, ["eval", str(ckpt), "--mode", "all", "--mode", "adaptive", "--json"])
+    # --workers 1: the configured source travels to loader and pipeline worker processes
+    ok = runner.invoke(app, ["eval", str(ckpt), "--mode", "all", "--mode", "adaptive", "--json", "--workers", "1"])
     assert ok.exit_code == 0, ok.output
     results = json.loads(ok.stdout)["results"]
     assert [r["mode"] for r in results] == ["all", "adaptive"] and "skipped" not in results[0]
@@ -114,7 +115,7 @@ def test_plugin_term_source_and_archive_members_train_evaluate_and_fail_clearly(
 
     _archive(root, garbage=True)  # the same members, no longer decodable: every video is substituted
     for mode in ("all", "adaptive"):
-        bad = runner.invoke(app, ["eval", str(ckpt), "--mode", mode])
+        bad = runner.invoke(app, ["eval", str(ckpt), "--mode", mode, "--workers", "1"])  # counted in the main process
         assert bad.exit_code == 1, bad.output
         line = _one_error_line(bad)
         assert f"evaluation (mode {mode}): 2 of 2 videos (100 %) were skipped or substituted" in line
