@@ -52,7 +52,7 @@ def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
         trainer.meters = RunningMeans()
     label = f"{plan.name} {pos.epoch + 1}/{plan.epochs} {pp.name}"
     task = trainer.progress.add_task(label, total=total, completed=pos.step, stats="")
-    tally = _pass_tally(trainer, label, loader, dataset)
+    tally = _pass_tally(trainer, label, loader)
     for batch, indices in zip(loader, loader.batch_sampler):  # the sampler yields the loader's index lists again
         tally.add_batch(batch, indices, dataset.records)
         tally.check()  # as soon as the pass's share is certain to exceed the limit
@@ -85,7 +85,8 @@ def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
         recalibrate_policy(trainer, plan, pp)
 
 
-def _pass_tally(trainer: Any, label: str, loader: Any, dataset: Any) -> FailureTally:
+def _pass_tally(trainer: Any, label: str, loader: Any) -> FailureTally:
+    """The pass's failed videos against all it reads (this rank's share; from its start, also on a resume)."""
     videos = sum(len(b) for b in loader.batch_sampler.batches())
     return FailureTally(f"training pass '{label}'", videos, trainer.cfg.dataset.max_failed_share)
 

@@ -207,13 +207,13 @@ def build_loss_terms(plan: PassPlan, cfg: Any, components: Any, stage: str) -> l
         try:
             entry = components.loss_terms.get(use.name)
             options = entry.parse_options(use.options, kind=components.loss_terms.kind, field_path=use.field_path)
-        except RegistryError as exc:
-            raise ConfigError(f"{use.field_path or f'train.{stage}'}: {exc}") from None
+        except RegistryError as exc:  # the name is wrong, not its options
+            raise ConfigError(f"{use.field_path.removesuffix('.options') or f'train.{stage}'}: {exc}") from None
         except ComponentOptionsError as exc:
             raise ConfigError(str(exc)) from None
         missing = sorted(set(getattr(entry.factory, "needs", ())) - set(plan.forward.provides))
         if missing:
-            raise ConfigError(f"train.{stage}: loss term '{use.name}' needs {', '.join(missing)}, which pass "
+            raise ConfigError(f"{use.field_path.removesuffix('.options') or f'train.{stage}'}: loss term '{use.name}' needs {', '.join(missing)}, which pass "
                               f"'{plan.name}' does not give (it gives {', '.join(sorted(plan.forward.provides))})")
         terms.append(entry.factory(options, cfg=cfg, modalities=list(cfg.modalities)))
     return terms
