@@ -54,6 +54,11 @@ class DatasetConfig(StrictModel):
         "substitute",
         description="a video that cannot be decoded: skip it, substitute zeros (and count it), or stop",
     )
+    max_failed_share: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="largest share of a run's videos (a training pass, an evaluation) that may be skipped or "
+        "substituted under on_error; more stops the run with exit 1 and a summary of which videos and why",
+    )
 
 
 class SamplingConfig(StrictModel):
@@ -128,6 +133,14 @@ class RuntimeConfig(StrictModel):
         return value
 
 
+class MediaConfig(StrictModel):
+    sources: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options of registered media sources by name (validated by each source's options model); "
+        "a source with options and no section here gets its defaults",
+    )
+
+
 class PluginsConfig(StrictModel):
     block: list[str] = Field(default_factory=list, description="entry-point names of plugins not to load")
 
@@ -145,6 +158,7 @@ class ExperimentConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
     output_dir: Path = Path("runs/experiment")
 
     @field_validator("modalities")
@@ -270,6 +284,12 @@ def resolve_config(cfg: ExperimentConfig, components: Any) -> ExperimentConfig:
     for m in cfg.modalities:
         _resolve_modality(cfg, components, m, data)
     _check_component(components.fusions, cfg.fusion, "fusion")
+    for name, options in cfg.media.sources.items():
+        try:
+            entry = components.media_sources.get(name)
+        except RegistryError as exc:
+            raise ConfigError(f"media.sources.{name}: {exc}") from None
+        _check_options(entry, components.media_sources.kind, options, f"media.sources.{name}")
     return validate_config(data)
 
 

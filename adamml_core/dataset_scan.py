@@ -45,6 +45,7 @@ class ScanReport:
     without_audio: int = 0
     damaged: int = 0  # found, but with damaged packets (skipped or concealed when loading)
     probed: bool = True
+    sources: dict[str, int] = field(default_factory=dict)  # which media source accepts how many found videos
     examples: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {s: [] for s in STATUSES[1:]})
     max_examples: int = 5
 
@@ -71,6 +72,7 @@ class ScanReport:
             "without_audio": self.without_audio,
             "damaged": self.damaged,
             "probed": self.probed,
+            "sources": dict(self.sources),
             "complete": self.complete,
             "examples": {k: list(v) for k, v in self.examples.items()},
         }
@@ -104,17 +106,21 @@ def scan_records(
     (damaged packets counted as "damaged", still usable; a frame folder with an unreadable
     image is unreadable).
     """
+    from adamml_core.media.open import accepting_source, source_name  # here: listing datasets must not pay for FFmpeg
+
     report = ScanReport(split=split, total=len(records), probed=probe, max_examples=max_examples)
-    # exists(), not is_file(): a media source may serve a folder (e.g. of frame images) as one video
-    present = [Path(r.path).exists() for r in records]
+    # the registered sources are asked, not the file system: a source may serve a folder of frame images,
+    # an archive member, a URL, ... as one video
+    accepting = [accepting_source(r.path, sources) for r in records]
+    present = [a is not None for a in accepting]
     probe_one = partial(probe_video, sources=sources, decode=decode)
     probes = iter(_probe_all([r for r, p in zip(records, present) if p] if probe else [], workers, progress, split,
                              probe_one))
     usable: list[VideoRecord] = []
-    for record, exists in zip(records, present):
+    for record, exists, source in zip(records, present, accepting):
         if not exists:
             report.missing += 1
-            report._add_example("missing", record, "no such file")
+            report._add_example("missing", record, "no media source accepts it (no such file?)")
             continue
         if probe:
             result = next(probes)
@@ -131,6 +137,7 @@ def scan_records(
                 report.damaged += 1
                 report._add_example("damaged", record, format_notes(result.notes))
         report.found += 1
+        report.sources[source_name(source)] = report.sources.get(source_name(source), 0) + 1
         usable.append(record)
     return usable, report
 
@@ -182,14 +189,15 @@ def check_records(
     split: str = "",
     dataset: str = "",
     progress: bool = False,
+    sources: Sequence[Any] | None = None,
 ) -> tuple[list[VideoRecord], ScanReport]:
-    """The gate before training or evaluation: the records whose files exist, and the report.
+    """The gate before training or evaluation: the records a media source accepts (``sources``), and the report.
 
     Raises :class:`MissingVideosError` when some are missing (or unreadable, with ``probe``)
     and ``allow_missing`` is false, and always when none is usable. With ``allow_missing``
     the caller gets the usable subset and must report ``report.summary()`` to the user.
     """
-    usable, report = scan_records(records, probe=probe, split=split, progress=progress)
+    usable, report = scan_records(records, probe=probe, split=split, progress=progress, sources=sources)
     where = " ".join(p for p in (f"dataset '{dataset}'" if dataset else "", f"split '{split}'" if split else "") if p)
     where = f" of {where}" if where else ""
     bad = report.missing + report.unreadable

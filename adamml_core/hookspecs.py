@@ -81,9 +81,13 @@ def register_media_sources(register):
     """Register media sources: openers that give a :class:`adamml_core.modality.MediaSource` for a record
     (a video container, a prepared cache, a folder of frame images, ...).
 
-    A factory is a class with a ``priority`` (int; higher is tried first) and a classmethod
+    A factory is a class with a ``priority`` (int; higher is tried first), a classmethod
     ``try_open(path, *, decode_short_side, cache_dir)`` returning a source, or None when the path
-    is not its kind; subclass :class:`adamml_core.media.source.FrameSource` (see docs/media.md)."""
+    is not its kind, and optionally ``accepts(path) -> bool`` (cheap: the dataset scan asks it) and
+    ``accepts_help``; one registered with an ``options_model`` gets ``options=`` in both (its
+    ``media.sources.<name>`` section). The contract is
+    :class:`adamml_core.modality.MediaSourceFactory`; subclass
+    :class:`adamml_core.media.source.FrameSource` (see docs/media.md)."""
 
 
 @hookspec

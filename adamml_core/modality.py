@@ -97,6 +97,24 @@ class MediaSource(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class MediaSourceFactory(Protocol):
+    """What ``register_media_sources`` registers: a class the opener asks, highest ``priority`` first.
+
+    ``try_open`` returns an opened :class:`MediaSource`, or None when the locator is not its kind
+    (raises ``MediaError`` when it is but cannot be read). ``accepts`` (optional; without it, the
+    scan asks whether something exists at the path) says cheaply, without decoding, whether a
+    dataset's locator is there for this source. A factory registered with an options model gets
+    the keyword ``options`` (its validated ``media.sources.<name>`` section) in both.
+    ``accepts_help`` (optional) says in words what it accepts (``adamml plugins --json``).
+    """
+
+    priority: int
+
+    def try_open(self, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> MediaSource | None: ...
+
+    def accepts(self, path: Path) -> bool: ...
+
+
 class PolicyView(ABC):
     """Something the policy network can look at for one segment."""
 

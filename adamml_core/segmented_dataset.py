@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 OnError = Literal["skip", "substitute", "raise"]
 _SEGMENT_STREAM = 1_000_003  # rng stream id of the segment sampler (items use small ids)
-_MAX_FAILURES_KEPT = 1000
+MAX_FAILURES_KEPT = 1000
 
 
 class ShapeMismatchError(ConfigError):
@@ -215,7 +215,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
 
     def note_failure(self, record: VideoRecord, error: Exception, action: str) -> None:
         self.skipped[action] += 1
-        if len(self.failures) < _MAX_FAILURES_KEPT:
+        if len(self.failures) < MAX_FAILURES_KEPT:
             self.failures[record.video_id] = str(error)
         log.warning("%s video %s: %s", action, record.video_id, error)
 
@@ -232,7 +232,9 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
                 self.note_failure(record, exc, "skipped")
                 return None
             self.note_failure(record, exc, "substituted")
-            return {**self.zero_sample(), "target": self.target_of(record), "index": index, "valid": False}
+            # the reason travels with the sample: loader workers' own counters never reach the main process
+            return {**self.zero_sample(), "target": self.target_of(record), "index": index, "valid": False,
+                    "error": exc.reason}
         return {**tensors, "target": self.target_of(record), "index": index, "valid": True}
 
     def load_tensors(self, index: int, media: MediaSource) -> dict[str, dict[str, torch.Tensor]]:
@@ -271,6 +273,7 @@ def collate_batch(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None
     batch["target"] = torch.stack([s["target"] for s in kept])
     batch["index"] = torch.tensor([s["index"] for s in kept], dtype=torch.long)
     batch["valid"] = torch.tensor([bool(s["valid"]) for s in kept], dtype=torch.bool)
+    batch["failed"] = {int(s["index"]): s["error"] for s in kept if "error" in s}  # substituted: index -> why
     return batch
 
 

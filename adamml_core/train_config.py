@@ -52,7 +52,27 @@ class OptimizerConfig(StrictModel):
         return value
 
 
-class StageConfig(StrictModel):
+class LossTermSpec(StrictModel):
+    """One registered loss term added to a pass from the config, with its own options."""
+
+    name: str = Field(description="a registered loss term (see `adamml plugins`)")
+    options: dict[str, Any] = Field(default_factory=dict, description="validated by the term's own options model")
+
+
+class StageLossTerms(StrictModel):
+    """The base of every stage's options: extra loss terms per pass, added to what the stage itself uses.
+
+    ``loss_terms: {<pass name>: [<term name> | {name:, options:}, ...]}``; the pass names, the term
+    names and what each term needs are checked when the config is resolved (``engine.recipe``).
+    """
+
+    loss_terms: dict[str, list[LossTermSpec | str]] = Field(
+        default_factory=dict, description="extra registered loss terms per pass of this stage, e.g. "
+        "{policy: [my_term]} or {policy: [{name: my_term, options: {...}}]}; each pass logs every term's stats",
+    )
+
+
+class StageConfig(StageLossTerms):
     epochs: NonNegativeInt
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
@@ -65,7 +85,7 @@ class PolicyPretrainConfig(StageConfig):
     )
 
 
-class AlternatingConfig(StrictModel):
+class AlternatingConfig(StageLossTerms):
     epochs: NonNegativeInt = 20
     recognition_optimizer: OptimizerConfig = Field(
         default_factory=lambda: OptimizerConfig(name="sgd", lr=0.001, milestones=[10, 15])

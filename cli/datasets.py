@@ -105,7 +105,7 @@ def check(
         cfg, comps = load_config_and_components(config, overrides)
         dataset = comps.datasets.build(cfg.dataset.name, cfg.dataset.options, field_path="dataset.options")
         reports = scan_dataset(dataset, splits, probe=probe, max_examples=examples, progress=not json_output, workers=workers,
-                               sources=source_chain(comps.media_sources), decode=decode)
+                               sources=source_chain(comps.media_sources, cfg.media.sources), decode=decode)
     ready = all(r.complete or (cfg.dataset.allow_missing and r.found > 0) for r in reports.values())
     if json_output:
         emit_json(

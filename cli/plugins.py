@@ -11,6 +11,23 @@ def register(app: typer.Typer) -> None:
     app.command("plugins")(plugins)
 
 
+def component_document(kind: str, entry) -> dict:
+    """One component for ``--json``: origin, description, the options' JSON schema; a media source's priority too."""
+    doc = {
+        "name": entry.name,
+        "plugin": entry.origin.plugin,
+        "distribution": entry.origin.distribution,
+        "description": entry.description,
+        "options_schema": entry.options_model.model_json_schema(),
+    }
+    if kind == "media_sources":
+        factory = entry.factory
+        doc["priority"] = int(getattr(factory, "priority", 0))
+        # a source without accepts() is asked whether something exists at the path (media.open.accepting_source)
+        doc["accepts"] = str(getattr(factory, "accepts_help", "any existing path (a file, or a folder)"))
+    return doc
+
+
 def plugins(json_output: bool = typer.Option(False, "--json", help="print one JSON document")) -> None:
     """List registered components by kind (name, plugin, distribution, description) and the plugins.
 
@@ -26,12 +43,7 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="print one JS
             {
                 "components": {
                     kind: [
-                        {
-                            "name": e.name,
-                            "plugin": e.origin.plugin,
-                            "distribution": e.origin.distribution,
-                            "description": e.description,
-                        }
+                        component_document(kind, e)
                         for e in registry
                     ]
                     for kind, registry in kinds.items()

@@ -40,7 +40,8 @@ def _config_videos(config: Path, overrides: list[str]) -> tuple[list[Path], dict
         for record in dataset.records(split):
             paths.setdefault(str(record.path), Path(record.path))
     implied: dict[str, Any] = {"decode_short_side": cfg.sampling.decode_short_side,
-                               "modalities": build_modalities(cfg, comps), "sampling": cfg.sampling}
+                               "modalities": build_modalities(cfg, comps), "sampling": cfg.sampling,
+                               "media_sources": cfg.media.sources}
     cache_dir = getattr(dataset.options, "cache_dir", None)
     if cache_dir:
         implied["cache_dir"] = Path(cache_dir)
@@ -103,7 +104,7 @@ def prepare(
                 "modalities": modality_keys(modalities), **({"shard": shard_doc} if shard_doc else {})}
         if verify:
             return _verify(unique, cache_dir, settings, modalities, head, json_output)
-        results = _run(unique, cache_dir, settings, workers, modalities, shared=shard is not None)
+        results = _run(unique, cache_dir, settings, workers, modalities, shard is not None, implied.get("media_sources"))
 
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     failed = [{"path": r.path, "reason": r.message} for r in results if r.status == "failed"]
@@ -206,8 +207,8 @@ def _print_notes(results: list[Any]) -> None:
         console.print(table("Prepared with notes (usable)", ["video", "notes"], noted))
 
 
-def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int, modalities: dict[str, Any], *,
-         shared: bool = False) -> list[Any]:
+def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int, modalities: dict[str, Any],
+         shared: bool = False, source_options: dict[str, Any] | None = None) -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from adamml_core.media.open import source_chain
@@ -224,7 +225,7 @@ def _run(paths: list[Path], cache_dir: Path, settings: Any, workers: int, modali
             progress.update(task, advance=1, last=f"{result.status}: {Path(result.path).name}")
 
         try:
-            sources = source_chain(plugin_system().components.media_sources)
+            sources = source_chain(plugin_system().components.media_sources, source_options)  # media.sources
             return prepare_videos(paths, cache_dir, settings, modalities=modalities, sources=sources,
                                   workers=workers, on_result=on_result, shared=shared)
         except KeyboardInterrupt:

@@ -16,15 +16,19 @@ from adamml_cli.output import console, emit_json, err_console, table, user_error
 
 @contextlib.contextmanager
 def engine_errors() -> Iterator[None]:
-    """The engine's own user-facing errors, reported like the others: one line, exit 2."""
+    """The engine's own user-facing errors, reported like the others: one line, exit 2 (a run that went wrong: 1)."""
     from adamml_core.engine.checkpoint import CheckpointError
     from adamml_core.engine.evaluate import EvaluationError
+    from adamml_core.engine.failures import TooManyFailedVideos
 
     try:
         yield
     except (CheckpointError, EvaluationError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except TooManyFailedVideos as exc:  # the config is fine, the videos are not: the run failed
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,7 @@ from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, 
 from adamml_core.losses import classification_loss
 from adamml_core.models.fusion_contract import required_feature_dims
 from adamml_core.registry import NoOptions
-from adamml_core.train_config import OptimizerConfig, StrictModel
+from adamml_core.train_config import OptimizerConfig, StageLossTerms
 
 FUSED = "fused"  # the name of the fused head beside the modalities' own
 STAGES = ("unimodal", "gradient_blending")
@@ -147,7 +147,7 @@ class BlendedLoss:
         return total, {"gblend": total.detach(), **stats}
 
 
-class GradientBlendingConfig(StrictModel):
+class GradientBlendingConfig(StageLossTerms):
     epochs: int = Field(3, ge=0)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     holdout: float = Field(0.1, gt=0.0, lt=1.0, description="share V of the training records the weights are measured on")

@@ -23,10 +23,10 @@ from adamml_core.config import OptimizerConfig
 from adamml_core.engine.recipe import PassOutput, PassPlan, Stage, StagePlan
 from adamml_core.losses import cheapest_sufficient, label_probability
 from adamml_core.models.gumbel import SELECT
-from adamml_core.train_config import StrictModel
+from adamml_core.train_config import StageLossTerms
 
 
-class PolicyDistillConfig(StrictModel):
+class PolicyDistillConfig(StageLossTerms):
     epochs: int = Field(3, ge=0)
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam", lr=0.001))
     target: Literal["cheapest", "sufficient", "probability"] = Field(

@@ -111,7 +111,7 @@ class FusionForward:
 class AdaptiveForward:
     """The policy decides (Gumbel samples in train mode), the selected items are recognised and fused."""
 
-    provides = frozenset({"stats", "logits", "decisions"})
+    provides = frozenset({"stats", "logits", "decisions", "probabilities"})
 
     def __call__(self, system, batch, *, aux, multi_label):
         target = batch["target"]
@@ -121,7 +121,7 @@ class AdaptiveForward:
             stats[f"select_{m}"] = out.decisions.detach()[:, :, i].float().mean()
         logits = out.logits.float()
         loss = classification_loss(logits, target, multi_label=multi_label)
-        return PassOutput(loss, stats, logits=logits, decisions=out.decisions)
+        return PassOutput(loss, stats, logits=logits, decisions=out.decisions, probabilities=out.probs)
 
 
 # ----------------------------------------------------------------------------- loss terms

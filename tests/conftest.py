@@ -12,7 +12,8 @@ def grayscale_plugin(tmp_path, monkeypatch):
     write_dist_info(site, "adamml-grayscale", "0.1.0", {"grayscale": "adamml_grayscale",
                                                         "grayscale_recipe": "adamml_grayscale.recipe",
                                                         "grayscale_frames": "adamml_grayscale.frames_source",
-                                                        "grayscale_thumbs": "adamml_grayscale.cached_modality"})
+                                                        "grayscale_thumbs": "adamml_grayscale.cached_modality",
+                                                        "grayscale_archive": "adamml_grayscale.archive"})
     install_on_path(monkeypatch, site, PLUGIN_SOURCE)
     return site
 

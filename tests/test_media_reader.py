@@ -119,7 +119,7 @@ def test_audio_only_file_has_audio_but_no_frames(media):
         (lambda f, m: f / "missing.mp4", "file not found"),
         (lambda f, m: write_garbage(f / "garbage.mp4"), "cannot open"),
         (lambda f, m: write_truncated(m["av"], f / "truncated.mp4", keep=0.5), "cannot open"),
-        (lambda f, m: f, "not a regular file"),
+        (lambda f, m: f, "no media source can open it"),
     ],
     ids=["missing", "garbage", "truncated", "folder"],
 )

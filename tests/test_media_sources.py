@@ -79,8 +79,11 @@ def test_the_opener_tries_sources_by_priority_and_names_them_when_none_serves(tm
         assert media.frames([500])[0, 0, 0, 0] == 119
     with pytest.raises(MediaError, match="no media source can open it .*SyntheticSource"):
         open_media(tmp_path / "clip.mp4", sources=(SyntheticSource,))
-    with pytest.raises(MediaError, match="file not found"):  # the default chain ends with the container source
+    # the container source says "not mine" for what is not a regular file, so the opener's message appears
+    with pytest.raises(MediaError, match="no media source can open it .*ContainerSource; file not found"):
         open_media(tmp_path / "clip.mp4")
+    with pytest.raises(MediaError, match=r"no media source can open it \(tried: .*ContainerSource\)$"):
+        open_media(tmp_path)  # a folder no source serves
 
 
 def test_registered_sources_form_the_chain_highest_priority_first():

@@ -57,7 +57,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 # registry attribute of Components -> the names a config uses of that kind
-def _used_names(cfg: Any, loss_terms: list[str]) -> dict[str, list[str]]:
+def _used_names(cfg: Any, loss_terms: list[str], media_sources: list[str] = ()) -> dict[str, list[str]]:
     return {
         "datasets": [cfg.dataset.name],
         "modalities": list(cfg.modalities),
@@ -67,13 +67,19 @@ def _used_names(cfg: Any, loss_terms: list[str]) -> dict[str, list[str]]:
         "fusions": [cfg.fusion.name],
         "stages": list(dict.fromkeys(cfg.train.stages)),
         "loss_terms": sorted(set(loss_terms)),
+        # the sources that accepted the run's videos: evaluating the checkpoint on them needs the same ones
+        "media_sources": sorted(set(media_sources) | set(cfg.media.sources)),
     }
 
 
-def component_origins(cfg: Any, components: Any, loss_terms: list[str]) -> dict[str, dict[str, dict[str, str]]]:
-    """``{kind: {name: {"plugin", "distribution"}}}`` for every component a (resolved) config uses."""
+def component_origins(cfg: Any, components: Any, loss_terms: list[str],
+                      media_sources: list[str] = ()) -> dict[str, dict[str, dict[str, str]]]:
+    """``{kind: {name: {"plugin", "distribution"}}}`` for every component a (resolved) config uses.
+
+    ``media_sources``: the registered names of the sources that accepted the run's videos.
+    """
     out: dict[str, dict[str, dict[str, str]]] = {}
-    for kind, names in _used_names(cfg, loss_terms).items():
+    for kind, names in _used_names(cfg, loss_terms, media_sources).items():
         registry = getattr(components, kind)
         out[kind] = {n: {"plugin": registry.get(n).origin.plugin, "distribution": registry.get(n).origin.distribution}
                      for n in names}

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from adamml_core.cost_model import CostModel
 from adamml_core.engine.calibration import threshold_decisions
 from adamml_core.engine.distributed import DistContext
+from adamml_core.engine.failures import FailureTally, tally_dataset
 from adamml_core.engine.loaders import to_device
 from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
 from adamml_core.engine.progress import NullProgress
@@ -140,10 +141,12 @@ class Evaluator:
         was_training = system.training
         system.eval()
         start = time.perf_counter()
-        scores, selection, chosen = self._loop(system, dataset, loader, kind, only, threshold, progress, task)
+        tally = FailureTally(f"evaluation (mode {mode})", len(shard), self.exp.cfg.dataset.max_failed_share)
+        scores, selection, chosen = self._loop(system, dataset, loader, kind, only, threshold, progress, task, tally)
         seconds = time.perf_counter() - start
         progress.remove_task(task)
         system.train(was_training)
+        _check_failures(tally, dataset, pipelined=kind == "random" or (kind == "adaptive" and self.adaptive is adaptive_batch))
         if ctx.distributed:
             scores.merge(ctx.all_gather_objects(scores.state()))
             selection.merge(ctx.all_gather_objects(selection))
@@ -166,7 +169,7 @@ class Evaluator:
             result["outputs"] = _outputs(scores, chosen)
         return result
 
-    def _loop(self, system, dataset, loader, kind, only, threshold, progress, task):
+    def _loop(self, system, dataset, loader, kind, only, threshold, progress, task, tally):
         names, ctx = list(system.modalities), self.ctx
         scores = ClassificationMeter(self.exp.num_classes, multi_label=self.exp.multi_label)
         selection = SelectionMeter(names)
@@ -189,7 +192,10 @@ class Evaluator:
                     chosen.append((out.indices, out.decisions))
                     progress.update(task, advance=1, stats=f"videos {selection.videos}")
                 return scores, selection, chosen
-            for batch in loader:
+            for batch, indices in zip(loader, loader.batch_sampler):
+                tally.add_batch(batch, indices, dataset.records)
+                if batch is None:  # every video of the batch was skipped
+                    continue
                 target = batch["target"]
                 if kind == "adaptive":
                     logits, decisions = self.adaptive(system, dataset, batch, threshold=threshold, device=ctx.device,
@@ -220,12 +226,35 @@ def _outputs(scores: ClassificationMeter, chosen: list) -> dict[str, Any]:
     return out
 
 
+def _check_failures(tally: Any, dataset: Any, *, pipelined: bool) -> None:
+    """Stop (TooManyFailedVideos) when more videos failed than ``dataset.max_failed_share`` allows."""
+    if pipelined:  # the pipeline applies on_error in this process: the dataset's own record is complete
+        tally = tally_dataset(tally.what, dataset, tally.total, tally.limit)
+    else:  # the loader's batches said what failed there; the selected items of the adaptive path fail here
+        tally.merge_dataset(dataset)
+    tally.check()
+
+
 def _selection_quality(exp: Any, dataset: Any, records: list, chosen: list, names: list[str]) -> Any:
-    """Datasets that know which modality carries the label in which segment score the decisions."""
+    """Datasets that know which modality carries the label in which segment score the decisions.
+
+    Placing the segments reopens each video: one that cannot be opened now was already handled
+    (and counted) under ``on_error``, so it is left out of the judgement rather than raised.
+    """
+    from adamml_core.media.errors import MediaError
+
     judge = getattr(exp.dataset, "selection_quality", None)
     if judge is None or not chosen:
         return None
-    indices = [i for part, _ in chosen for i in part]
-    decisions = torch.cat([d for _, d in chosen])
-    segments = [dataset.segments(i) for i in indices]
-    return judge([records[i] for i in indices], segments, decisions, names)
+    indices, decisions, segments = [], [], []
+    for part, chosen_decisions in chosen:
+        for row, i in enumerate(part):
+            try:
+                segments.append(dataset.segments(i))
+            except MediaError:
+                continue
+            indices.append(i)
+            decisions.append(chosen_decisions[row])
+    if not indices:
+        return None
+    return judge([records[i] for i in indices], segments, torch.stack(decisions), names)

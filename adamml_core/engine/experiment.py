@@ -44,7 +44,6 @@ class Experiment:
 
     def make_dataset(self, records: list, *, train: bool, load: str, modalities: dict[str, Any] | None = None):
         from adamml_core.segmented_dataset import SegmentedVideoDataset
-        from adamml_core.media.open import source_chain
 
         mods = self.modalities if modalities is None else modalities
         views = {m: v for m, v in self.policy_views.items() if m in mods} if load in ("all", "policy") else {}
@@ -60,8 +59,22 @@ class Experiment:
             on_error=self.cfg.dataset.on_error,
             seed=self.cfg.runtime.seed,
             cache_dir=self.cache_dir,
-            media_sources=source_chain(self.components.media_sources),
+            media_sources=self.media_sources,
         )
+
+    @property
+    def media_sources(self) -> tuple[Any, ...]:
+        """The registered media sources, highest priority first, configured from ``media.sources``."""
+        from adamml_core.media.open import source_chain
+
+        return source_chain(self.components.media_sources, self.cfg.media.sources)
+
+    def sources_used(self) -> list[str]:
+        """Registered names of the media sources that accept this experiment's videos (recorded in checkpoints)."""
+        # the scan names a configured source by its registered name, a plain one by its class name
+        names = {getattr(e.factory, "__name__", str(e.factory)): e.name for e in self.components.media_sources}
+        used = {n for report in self.problems.values() for n in getattr(report, "sources", {})}
+        return sorted(names.get(n, n) for n in used)
 
     @property
     def cache_dir(self) -> Path | None:
@@ -97,7 +110,8 @@ def _usable_records(exp: Experiment, split: str) -> list:
     from adamml_core.dataset_scan import check_records
 
     usable, report = check_records(
-        exp.dataset.records(split), exp.cfg.dataset.allow_missing, split=split, dataset=exp.cfg.dataset.name
+        exp.dataset.records(split), exp.cfg.dataset.allow_missing, split=split, dataset=exp.cfg.dataset.name,
+        sources=exp.media_sources,
     )
     exp.problems[split] = report
     return list(usable)

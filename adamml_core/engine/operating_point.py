@@ -107,7 +107,7 @@ def calibration_records(exp: Any) -> list:
         from adamml_core.dataset_scan import check_records
 
         usable, _ = check_records(exp.dataset.records("train"), cfg.dataset.allow_missing, split="train",
-                                  dataset=cfg.dataset.name)
+                                  dataset=cfg.dataset.name, sources=exp.media_sources)
         exp.records["train"] = list(usable)
     _, policy_records = split_holdout(exp.records["train"], cfg.train.alternating.policy_holdout, cfg.runtime.seed)
     return policy_records[: cfg.train.calibration_videos]

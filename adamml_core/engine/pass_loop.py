@@ -10,6 +10,7 @@ import torch
 
 from adamml_core.engine import distributed
 from adamml_core.engine.loaders import make_loader, to_device
+from adamml_core.engine.failures import FailureTally
 from adamml_core.engine.passes import PassStep, RunningMeans
 from adamml_core.engine.recipe import PassPlan, StageContext, StagePlan, build_loss_terms, configure_pass
 from adamml_core.engine.run_dir import LAST
@@ -51,7 +52,14 @@ def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
         trainer.meters = RunningMeans()
     label = f"{plan.name} {pos.epoch + 1}/{plan.epochs} {pp.name}"
     task = trainer.progress.add_task(label, total=total, completed=pos.step, stats="")
-    for batch in loader:
+    tally = _pass_tally(trainer, label, loader)
+    for batch, indices in zip(loader, loader.batch_sampler):  # the sampler yields the loader's index lists again
+        tally.add_batch(batch, indices, dataset.records)
+        tally.check()  # as soon as the pass's share is certain to exceed the limit
+        if batch is None:  # every video of the batch was skipped
+            pos.step += 1
+            pos.global_step += 1
+            continue
         batch = to_device(batch, trainer.ctx.device)
         values = _step(trainer, step_module, optim, batch)
         trainer.meters.update(values, int(batch["target"].shape[0]))
@@ -75,6 +83,12 @@ def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
                      **trainer.meters.means()})
     if pp.recalibrate_policy_after and (not pp.recalibrate_last_epoch_only or pos.epoch == plan.epochs - 1):
         recalibrate_policy(trainer, plan, pp)
+
+
+def _pass_tally(trainer: Any, label: str, loader: Any) -> FailureTally:
+    """The pass's failed videos against all it reads (this rank's share; from its start, also on a resume)."""
+    videos = sum(len(b) for b in loader.batch_sampler.batches())
+    return FailureTally(f"training pass '{label}'", videos, trainer.cfg.dataset.max_failed_share)
 
 
 def _step(trainer: Any, step_module: torch.nn.Module, optim: Any, batch: dict[str, Any]) -> dict[str, float]:

@@ -17,7 +17,7 @@ The trainer only ever reads these objects; it never matches a stage's name.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Protocol
 
 import torch
@@ -39,6 +39,7 @@ class PassOutput:
     stats: dict[str, torch.Tensor]
     logits: torch.Tensor | None = None
     decisions: torch.Tensor | None = None
+    probabilities: torch.Tensor | None = None  # [B, C, M] the policy's P(select), differentiable where the policy learns
     # a multi-head model's named video logits [B, K] per head, and the weight of each head's loss
     heads: dict[str, torch.Tensor] | None = None
     head_weights: dict[str, torch.Tensor] | None = None
@@ -189,8 +190,36 @@ def stage_options(cfg: Any, name: str, components: Any) -> tuple[Stage, BaseMode
 
 def plan_stages(cfg: Any, components: Any) -> list[tuple[Stage, StagePlan]]:
     """Every stage of ``train.stages`` with its plan, in order; errors name the config field."""
-    return [(stage, stage.plan(options, cfg)) for stage, options in
-            (stage_options(cfg, name, components) for name in cfg.train.stages)]
+    return [(stage, with_configured_terms(stage.plan(options, cfg), options, name)) for stage, options, name in
+            ((*stage_options(cfg, name, components), name) for name in cfg.train.stages)]
+
+
+def with_configured_terms(plan: StagePlan, options: BaseModel, name: str) -> StagePlan:
+    """``plan`` with the loss terms of ``train.<name>.loss_terms`` added to the passes they name.
+
+    Any stage whose options model has a ``loss_terms`` field (the built-in ones derive from
+    ``train_config.StageLossTerms``) gets this; the terms follow the stage's own. A pass name the
+    stage does not have is a config error listing the ones it has.
+    """
+    configured = getattr(options, "loss_terms", None) or {}
+    passes = list(dict.fromkeys(p.name for p in plan.passes))
+    for key in configured:
+        if key not in passes:
+            raise ConfigError(f"train.{name}.loss_terms.{key}: stage '{name}' has no pass '{key}'; "
+                              f"its passes: {', '.join(passes) or 'none'}")
+    if not configured:
+        return plan
+
+    def uses(key: str) -> tuple[LossTermUse, ...]:
+        out = []
+        for i, spec in enumerate(configured.get(key, ())):
+            term, opts = (spec, {}) if isinstance(spec, str) else (spec.name, dict(spec.options))
+            where = f"train.{name}.loss_terms.{key}[{i}]"
+            out.append(LossTermUse(term, opts, where if isinstance(spec, str) else f"{where}.options"))
+        return tuple(out)
+
+    return replace(plan, passes=tuple(replace(p, loss_terms=(*p.loss_terms, *uses(p.name))) if p.name in configured
+                                      else p for p in plan.passes))
 
 
 def build_loss_terms(plan: PassPlan, cfg: Any, components: Any, stage: str) -> list[Any]:
@@ -200,13 +229,13 @@ def build_loss_terms(plan: PassPlan, cfg: Any, components: Any, stage: str) -> l
         try:
             entry = components.loss_terms.get(use.name)
             options = entry.parse_options(use.options, kind=components.loss_terms.kind, field_path=use.field_path)
-        except RegistryError as exc:
-            raise ConfigError(f"{use.field_path or f'train.{stage}'}: {exc}") from None
+        except RegistryError as exc:  # the name is wrong, not its options
+            raise ConfigError(f"{use.field_path.removesuffix('.options') or f'train.{stage}'}: {exc}") from None
         except ComponentOptionsError as exc:
             raise ConfigError(str(exc)) from None
         missing = sorted(set(getattr(entry.factory, "needs", ())) - set(plan.forward.provides))
         if missing:
-            raise ConfigError(f"train.{stage}: loss term '{use.name}' needs {', '.join(missing)}, which pass "
+            raise ConfigError(f"{use.field_path.removesuffix('.options') or f'train.{stage}'}: loss term '{use.name}' needs {', '.join(missing)}, which pass "
                               f"'{plan.name}' does not give (it gives {', '.join(sorted(plan.forward.provides))})")
         terms.append(entry.factory(options, cfg=cfg, modalities=list(cfg.modalities)))
     return terms

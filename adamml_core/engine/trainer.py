@@ -53,7 +53,7 @@ class Trainer:
         self.say = log or (lambda message: None)
         self.plans: list[tuple[Stage, StagePlan]] = plan_stages(cfg, self.exp.components)
         terms = [use.name for _, plan in self.plans for pp in plan.passes for use in pp.loss_terms]
-        self.origins = component_origins(cfg, self.exp.components, terms)
+        self.origins = component_origins(cfg, self.exp.components, terms, self.exp.sources_used())
         self.amp = bool(cfg.runtime.amp and self.ctx.cuda)
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)

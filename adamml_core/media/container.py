@@ -17,7 +17,11 @@ Audio is decoded, resampled (``av.AudioResampler``) and averaged to mono for
 the whole track on first use and kept: an audio track costs far less to decode
 than video, and one pass per video is cheaper than a seek per segment.
 
-This is the last source the opener tries (priority 0): it serves any file.
+This is the last source the opener tries (priority 0): it serves any regular file
+(:meth:`ContainerSource.accepts`) and says "not mine" (None) for anything else, so that
+a locator no registered source serves gets the opener's "no media source can open it".
+A plugin source for container bytes stored elsewhere (an archive member, an object
+store) subclasses it and overrides the public :meth:`ContainerSource.open_container`.
 """
 
 from __future__ import annotations
@@ -87,7 +91,28 @@ def read_timing(vstream, astream, container_duration: float | None) -> tuple[flo
     return t0, duration, fps, int(vstream.frames) if vstream.frames else int(round(duration * fps))
 
 
-class ContainerSource(FrameSource):
+class ContainerOpening(FrameSource):
+    """Which locators a container source serves and how it opens their bytes (the part a subclass may change)."""
+
+    accepts_help = "regular files (any container FFmpeg can decode)"
+
+    def open_container(self) -> av.container.InputContainer:
+        """PyAV's container for ``self.path`` (again to rewind); subclasses may return ``av.open(file_like)``."""
+        return _open_container(self.path)
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        return Path(path).is_file()
+
+    @classmethod
+    def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "FrameSource | None":
+        if not cls.accepts(path):
+            return None  # not a file: another source's, or none's (the opener says so)
+        cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
+        return cls(path, decode_short_side=decode_short_side, cache=cache)
+
+
+class ContainerSource(ContainerOpening):
     """An opened video file; see the module docstring."""
 
     priority = 0
@@ -97,7 +122,7 @@ class ContainerSource(FrameSource):
         super().__init__(path, decode_short_side=decode_short_side, cache=cache, frame_cache_size=frame_cache_size)
         self._reformatter = VideoReformatter()
         self._damaged_video = DamagedPackets(self.path, self.notes, DAMAGED_VIDEO_NOTE)
-        self._container: av.container.InputContainer | None = _open_container(self.path)
+        self._container: av.container.InputContainer | None = self.open_container()
         self._vstream, self._astream = _first_streams(self._container)
         self.has_video, self.has_audio = self._vstream is not None, self._astream is not None
         if not (self.has_video or self.has_audio):
@@ -108,11 +133,6 @@ class ContainerSource(FrameSource):
         if self.num_frames <= 0:
             self.close()
             raise MediaError(self.path, "video stream has no frames")
-
-    @classmethod
-    def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "ContainerSource":
-        cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
-        return cls(path, decode_short_side=decode_short_side, cache=cache)
 
     @property
     def native_audio_rate(self) -> int | None:
@@ -221,7 +241,7 @@ class ContainerSource(FrameSource):
             self._container.seek(0, stream=self._astream if audio else self._vstream, backward=True, any_frame=False)
         except av.FFmpegError:
             self._container.close()
-            self._container = _open_container(self.path)  # the same file: the same streams
+            self._container = self.open_container()  # the same file: the same streams
             self._vstream, self._astream = _first_streams(self._container)
 
     def iter_frames(self):

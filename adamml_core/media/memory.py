@@ -142,6 +142,12 @@ class MemorySource(FrameSource):
         self._decodable = len(entry.frames) if entry.has_video else entry.num_frames
         self.notes.update(entry.notes)  # the damage decoding the whole file met, as a container source would report
 
+    accepts_help = "nothing on its own: serves videos preloaded in this process, copies of files another source accepts"
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        return False  # a faster copy of a file another source accepts: the scan asks that one
+
     @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "MemorySource | None":
         entry = lookup(path, decode_short_side)

@@ -43,6 +43,12 @@ class PreparedSource(FrameSource):
         # what preparing met in the file (damaged packets): reported on every open, as decoding would
         self.notes.update({k: int(v) for k, v in meta.get("notes", {}).items() if k in DECODE_NOTES})
 
+    accepts_help = "nothing on its own: serves the `adamml prepare` cache of videos another source accepts"
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        return False  # a faster copy of a file another source accepts: the scan asks that one
+
     @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "PreparedSource | None":
         if cache_dir is None:

@@ -67,6 +67,8 @@ class FrameSource:
     """
 
     priority: ClassVar[int] = 0
+    # what accepts() says yes to, for people (`adamml plugins --json`)
+    accepts_help: ClassVar[str] = "any existing path (a file, or a folder)"
 
     path: Path
     fps: float
@@ -89,8 +91,23 @@ class FrameSource:
 
     @classmethod
     def try_open(cls, path: Path, *, decode_short_side: int, cache_dir: Path | None) -> "FrameSource | None":
-        """This source for ``path``, or None when it does not serve it (raise MediaError when it should but cannot)."""
+        """This source for ``path``, or None when it does not serve it (raise MediaError when it should but cannot).
+
+        A source registered with an ``options_model`` is called with one more keyword, ``options``
+        (its validated ``media.sources.<name>`` section, defaults when there is none).
+        """
         raise NotImplementedError
+
+    @classmethod
+    def accepts(cls, path: Path) -> bool:
+        """Whether ``path`` is there for this source, cheaply, without decoding (the dataset scan asks it).
+
+        Default: something exists at the path (a file, or a folder such as one of frame images).
+        A source for other locators (archive members, URLs) answers for them; one that only serves
+        faster copies of what another source accepts (preloaded, prepared) answers False. Gets
+        ``options`` like :meth:`try_open`.
+        """
+        return Path(path).exists()
 
     # ------------------------------------------------------------------ what subclasses implement
 

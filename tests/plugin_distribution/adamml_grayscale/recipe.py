@@ -4,6 +4,7 @@ Stage ``joint_fusion``: the recognition networks and the fusion trained together
 modality of every segment (a jointly trained late-fusion baseline), the policy frozen.
 Loss term ``confidence_penalty``: ``weight * mean_b(sum_k p_bk log p_bk)``, which discourages
 over-confident predictions. Options: ``train.joint_fusion`` (epochs, optimizer, penalty).
+Loss term ``select_mass``: ``weight * mean(P(select))``, for a built-in stage's policy pass.
 """
 
 from __future__ import annotations
@@ -68,6 +69,29 @@ class JointFusionStage(Stage):
                          {"joint": (options.optimizer, ("recognition", "fusion"))}, validation_modes=("all",))
 
 
+class SelectMassOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(0.1, ge=0.0)
+
+
+class SelectMass:
+    """``weight * mean(P(select))``: a soft pressure towards selecting less, on the policy's probabilities.
+
+    Added to a built-in stage's pass from the config, e.g. ``train.alternating.loss_terms:
+    {policy: [{name: select_mass, options: {weight: 0.1}}]}``.
+    """
+
+    options_model = SelectMassOptions
+    needs = frozenset({"probabilities"})
+
+    def __init__(self, options, *, cfg, modalities):
+        self.weight = options.weight
+
+    def __call__(self, out, batch):
+        value = self.weight * out.probabilities.float().mean()
+        return value, {"select_mass": value.detach()}
+
+
 @hookimpl
 def register_stages(register):
     register("joint_fusion", JointFusionStage)
@@ -76,3 +100,4 @@ def register_stages(register):
 @hookimpl
 def register_loss_terms(register):
     register("confidence_penalty", ConfidencePenalty)
+    register("select_mass", SelectMass)
