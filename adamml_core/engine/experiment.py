@@ -61,6 +61,7 @@ class Experiment:
             seed=self.cfg.runtime.seed,
             cache_dir=self.cache_dir,
             media_sources=source_chain(self.components.media_sources),
+            policy_view_crop=self.cfg.policy.view_crop,
         )
 
     @property

@@ -87,6 +87,11 @@ class Trainer:
             self.run.log({"event": "resume", "from": str(resume), **asdict(self.position)})
         else:
             self.run.write_config(config_to_dict(cfg))
+        notes = getattr(self.exp.dataset, "notes", lambda split: [])  # a duck-typed dataset may not have it
+        for split in self.exp.records:  # e.g. videos a dataset's filter left out: counted, never dropped silently
+            for note in notes(split):
+                self.say(note)
+                self.run.log({"event": "dataset", "split": split, "note": note})
 
     def _build_experiment(self, components: Any) -> Experiment:
         # rank 0 generates/prepares the dataset first, the others wait and then read it
@@ -160,14 +165,20 @@ class Trainer:
 
     def _start_stage(self, plan: StagePlan) -> None:
         self.say(f"stage {plan.name}: {plan.epochs} epochs")
-        if plan.start_from_best and self.run.checkpoint(BEST).is_file():
-            state = self.ctx.broadcast_object(load_checkpoint(self.run.checkpoint(BEST))["model"] if self.ctx.is_main else None)
-            self.system.load_state_dict(state)
-            self.thresholds = None  # calibrated for other policy weights
+        if plan.start_from_best and self._load_best():
             self.say(f"stage {plan.name}: starting from the best model ({self.run.checkpoint(BEST)})")
         if plan.temperature_step:
             self.system.set_temperature(self.cfg.policy.initial_temperature)
         self.optims = self.build_optims(plan)
+
+    def _load_best(self) -> bool:
+        """The system takes best.pt's weights (rank 0 reads, every rank loads); False when there is no best.pt."""
+        if not self.run.checkpoint(BEST).is_file():
+            return False
+        state = self.ctx.broadcast_object(load_checkpoint(self.run.checkpoint(BEST))["model"] if self.ctx.is_main else None)
+        self.system.load_state_dict(state)
+        self.thresholds = None  # calibrated for other policy weights
+        return True
 
     def build_optims(self, plan: StagePlan) -> dict[str, Optimization]:
         out = {}
@@ -210,6 +221,9 @@ class Trainer:
         return results
 
     def _end_stage(self, plan: StagePlan) -> None:
+        if plan.end_with_best and self._load_best():
+            best = self.best.best or {}
+            self.say(f"stage {plan.name}: ends with the best model ({best.get('stage')} epoch {best.get('epoch')})")
         if self.cfg.train.decision_rule == "rate_matched" and "adaptive" in plan.validation_modes and self.thresholds is None:
             self.calibrate()  # so that the stage's checkpoint carries thresholds for its own weights
         pos = self.position
