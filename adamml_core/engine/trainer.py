@@ -242,9 +242,12 @@ class Trainer:
 def load_best(trainer: Trainer) -> bool:
     """The system takes best.pt's weights (rank 0 reads, every rank loads); False when there is no best.pt."""
     path = trainer.run.checkpoint(BEST)
-    if not path.is_file():
+    # rank 0 alone decides: it writes best.pt, and another rank may look before the file is there (every
+    # rank must take part in the broadcast, or the run hangs)
+    found = trainer.ctx.is_main and path.is_file()
+    state = trainer.ctx.broadcast_object(load_checkpoint(path)["model"] if found else None)
+    if state is None:
         return False
-    state = trainer.ctx.broadcast_object(load_checkpoint(path)["model"] if trainer.ctx.is_main else None)
     trainer.system.load_state_dict(state)
     trainer.thresholds = None  # calibrated for other policy weights
     return True
