@@ -163,6 +163,27 @@ def test_mini_sports1m_probes_lengths_through_the_media_sources(tmp_path):
         components.datasets.build("mini_sports1m", {"length_range": [300, 120]}, field_path="dataset.options")
 
 
+def test_datasets_check_reports_the_videos_the_length_filter_left_out(tmp_path):
+    import yaml
+
+    from dataset_helpers import cli_runner
+
+    write_video(tmp_path / "v" / "AAAAAAAAAAA.mp4", num_frames=50, fps=25)  # 2 s: shorter than 2 minutes
+    write_video(tmp_path / "v" / "BBBBBBBBBBB.mp4", num_frames=50, fps=25)
+    (tmp_path / "train.txt").write_text("AAAAAAAAAAA 1\nBBBBBBBBBBB 2\n")
+    cfg = {"dataset": {"name": "mini_sports1m", "options": {"root": str(tmp_path / "v"),
+                                                            "train_list": str(tmp_path / "train.txt"),
+                                                            "length_range": [1.0, 120.0]}},
+           "modalities": ["rgb"], "fusion": {"name": "weighted"}}
+    config = tmp_path / "ms.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    run = cli_runner()
+    kept = json.loads(run("datasets", "check", str(config), "--split", "train", "--json").stdout)
+    assert kept["splits"]["train"]["total"] == 2 and "left out 0" in kept["notes"]["train"][0]
+    result = run("datasets", "check", str(config), "--split", "train", "dataset.options.length_range=[120,300]")
+    assert "left out 2 (2 shorter, 0 longer)" in result.stdout  # none left: not ready, and told why
+
+
 # --------------------------------------------------------------------------- e. the policy view's crop
 
 
