@@ -95,6 +95,11 @@ class PolicyConfig(StrictModel):
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="inference: select when P(select) >= threshold (budget knob); null: argmax"
     )
+    view_crop: Literal["shared", "independent"] = Field(
+        "shared", description="training: each policy view draws its augmentation (resize, crop, flip) from the same "
+        "random stream as its modality's recognition clip, so the policy sees the recognition crop downsampled "
+        "(shared: paper/release), or from a stream of its own (independent) (docs/training.md)",
+    )
     empty_video: Literal["best_item", "zeros"] = Field(
         "best_item",
         description="inference, a video whose decisions select nothing: run its most probable (segment, modality) "

@@ -69,6 +69,11 @@ class VideoDataset(ABC):
     def prepare(self) -> None:
         """Make the dataset usable (a generated dataset writes its files here). Default: nothing."""
 
+    def notes(self, split: Split) -> list[str]:
+        """One-line notes on what :meth:`records` did to ``split`` that a user must hear (e.g. videos a filter left
+        out, counted); said by the trainer and ``adamml datasets check``. Default: none."""
+        return []
+
     def selection_quality(
         self,
         records: Sequence[VideoRecord],

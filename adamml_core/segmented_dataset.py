@@ -87,6 +87,7 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         seed: int = 0,
         cache_dir: Path | None = None,
         media_sources: Sequence[type] | None = None,
+        policy_view_crop: Literal["shared", "independent"] = "shared",
     ):
         if load not in ("all", "policy", "recognition"):
             raise ValueError(f"load must be 'all', 'policy' or 'recognition', got {load!r}")
@@ -108,6 +109,8 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         # Source classes, highest priority first (adamml_core.media.open.source_chain); None: the default chain.
         self.media_sources = tuple(media_sources) if media_sources is not None else None
+        # shared: a policy view draws from its modality's recognition stream (policy.view_crop, docs/training.md)
+        self.policy_view_crop = policy_view_crop
         self.epoch = 0
         self.skipped: Counter[str] = Counter()
         self.failures: dict[str, str] = {}  # video_id -> reason (first ones)
@@ -159,7 +162,9 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ loading
 
     def _stream(self, modality: str, policy: bool) -> int:
-        return 2 * list(self.modalities).index(modality) + int(policy)
+        # "shared": the policy view gets the very draws of its modality's recognition clip, so a view that draws
+        # its augmentation as the modality does (all built-in frame views) crops, scales and flips the same region
+        return 2 * list(self.modalities).index(modality) + int(policy and self.policy_view_crop == "independent")
 
     def prefetch(self, media: MediaSource, segment: Segment, *, recognition: Sequence[Modality] = (),
                  policy: Sequence[PolicyView] = ()) -> None:

@@ -145,6 +145,18 @@ class TrainConfig(StrictModel):
     policy_batchnorm: Literal["train", "eval", "recalibrate"] = Field(
         "train", description="policy BatchNorm during policy passes: train mode (paper), frozen eval mode, or re-estimated after each pass"
     )
+    frozen_batchnorm: Literal["train", "eval"] = Field(
+        "train", description="BatchNorm layers of the parts a pass keeps frozen (the policy in recognition, warm-up and "
+        "fine-tuning passes; the recognition networks and fusion in policy passes): train mode, updating their running "
+        "statistics (the authors' release, whose whole model runs in train mode), or eval mode (docs/training.md)"
+    )
+    best_model: Literal["alternating", "alternating_and_finetune", "last"] = Field(
+        "alternating_and_finetune",
+        description="which model training ends with: alternating_and_finetune (the release): fine-tuning validates "
+        "every epoch and best.pt is the best over alternating and fine-tuning, the model both stages end with; "
+        "alternating: best.pt is the best alternating epoch, fine-tuning starts from it and ends with its last epoch; "
+        "last: no best-model pick, fine-tuning starts from the last alternating epoch (docs/training.md)",
+    )
     decision_rule: Literal["argmax", "rate_matched"] = Field(
         "argmax",
         description="deterministic inference decisions: argmax of the policy, or per-modality thresholds calibrated on "

@@ -117,6 +117,7 @@ def check(
                 "allow_missing": cfg.dataset.allow_missing,
                 "ready": ready,
                 "splits": {name: r.to_dict() for name, r in reports.items()},
+                "notes": {name: dataset.notes(name) for name in reports},
             }
         )
     else:
@@ -136,6 +137,9 @@ def _print_reports(name: str, dataset: Any, reports: dict, allow_missing: bool, 
             for item in items:  # soft_wrap: a long path stays on one line (and greppable)
                 console.print(f"  {split} {status.replace('_', ' ')}: {item['path']} ({item['reason']})", highlight=False,
                               soft_wrap=True)
+    for split in reports:
+        for note in dataset.notes(split):
+            console.print(f"  {note}", highlight=False, soft_wrap=True)
     if ready:
         console.print("[green]ready:[/] training can start" + (" on the videos found (dataset.allow_missing)" if allow_missing and not all(r.complete for r in reports.values()) else ""))
     else:

@@ -37,7 +37,7 @@ class ResNetTSNOptions(BaseModel):
     width: PositiveInt = Field(64, description="channels of the stem and first stage (torchvision: 64); smaller for tiny variants")
     pretrained: Path | None = Field(None, description="local torchvision ResNet state dict (.pth) of the same depth and width")
     temporal_pool: bool = Field(True, description="temporal max-pool (kernel 3, stride 2) before stages 2, 3 and 4")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout before the classifier (the authors' release: 0.5)")
 
 
 class MobileNetV2Options(BaseModel):
@@ -51,7 +51,10 @@ class MobileNetV2Options(BaseModel):
     temporal_pool_layers: int = Field(
         2, ge=0, le=3, description="temporal max-pools for frame inputs, before the last 2-3 spatial reductions (4 frames -> 1 with 2)"
     )
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the classifier (torchvision: 0.2)")
+    dropout: float = Field(
+        0.5, ge=0.0, lt=1.0, description="dropout before the classifier (the authors' release: 0.5; torchvision: 0.2); "
+        "a policy branch has no classifier, so none"
+    )
 
 
 def _split_input_shape(input_shape: tuple[int, ...], backbone: str) -> tuple[int, int]:
@@ -73,7 +76,7 @@ class ResNetTSN(ResNet):
     """
 
     def __init__(self, *, depth: int = 50, width: int = 64, in_channels: int = 3, num_classes: int | None = None,
-                 temporal_pool: bool = True, dropout: float = 0.0):
+                 temporal_pool: bool = True, dropout: float = 0.5):
         block, layers = RESNET_LAYERS[depth]
         object.__setattr__(self, "width", width)  # read by _make_layer during torchvision's __init__
         super().__init__(block, layers, num_classes=num_classes or 1000)
@@ -127,7 +130,7 @@ class MobileNetV2TSN(MobileNetV2):
     POOL_BEFORE = (14, 7, 4)
 
     def __init__(self, *, width_mult: float = 1.0, last_channel: int | None = None, in_channels: int = 3,
-                 num_classes: int | None = None, temporal_pool_layers: int = 0, dropout: float = 0.2):
+                 num_classes: int | None = None, temporal_pool_layers: int = 0, dropout: float = 0.5):
         super().__init__(num_classes=num_classes or 1000, width_mult=width_mult, dropout=dropout)
         if last_channel is not None and last_channel != self.last_channel:
             previous = self.features[-2].out_channels

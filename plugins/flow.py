@@ -4,10 +4,15 @@ RGBDiff is registered twice: as the flow modality's proxy, and as a modality of 
 
 Flow: at each of the segment's frame locations, the horizontal and vertical
 flow of ``stack`` (5) consecutive frame pairs, interleaved (x0, y0, x1, y1, ...):
-``[T, 10, crop, crop]``. Values are bounded to [-bound, bound] pixels (20) and
-divided by ``bound``, giving [-1, 1]. Flow is computed at the decode size (shorter
-side 256) before the spatial augmentation; resizing does not rescale the values
-(as with flow stored as images), and a horizontal flip negates the x channels.
+``[T, 10, crop, crop]``. Values are bounded to [-bound, bound] pixels (20), then
+(``input_scale: release``, the authors' release) mapped to 8-bit images as its
+extraction tool stores them, ``round((f + bound) * 255 / (2 bound))``, and
+normalised as its loader does, ``(q / 255 - 0.5) / 0.226`` (0.226: the mean of
+ImageNet's stds), about [-2.21, 2.21]; or (``input_scale: bound``) divided by
+``bound``, giving [-1, 1]. Flow is computed at the decode size (shorter side 256)
+before the spatial augmentation; resizing does not rescale the values (as with
+flow stored as images), and a horizontal flip negates the x channels (the
+release's 255 - q, in normalised units).
 
 RGBDiff: at each policy location, ``stack`` consecutive frame differences of
 the augmented frames, stacked: 15 channels. A difference d of 0..255 frames is
@@ -31,6 +36,25 @@ from adamml_core.modality import MediaSource, Modality, Proxy, Segment
 from adamml_plugins.optical_flow import flows_for_pairs, param_key, prepare_flows, tvl1_gflops_estimate
 
 
+# the release normalises flow images (0..1 after ToTensor) with mean 0.5 and the mean of ImageNet's three stds
+RELEASE_FLOW_MEAN = 0.5
+RELEASE_FLOW_STD = float(np.mean([0.229, 0.224, 0.225]))
+
+
+def scale_flow(flow: np.ndarray, bound: float, input_scale: str) -> np.ndarray:
+    """Bounded flow in pixels -> network input, in place: see the module docstring for the two scales."""
+    np.clip(flow, -bound, bound, out=flow)
+    if input_scale == "bound":
+        flow *= 1.0 / bound
+        return flow
+    # 8-bit as the release's flow images (np.round: OpenCV's saturate_cast also rounds half to even), then normalised
+    np.round((flow + bound) * (255.0 / (2.0 * bound)), out=flow)
+    flow *= 1.0 / 255.0
+    flow -= RELEASE_FLOW_MEAN
+    flow *= 1.0 / RELEASE_FLOW_STD
+    return flow
+
+
 def stacked_indices(locations: Sequence[int], stack: int, num_frames: int) -> list[list[int]]:
     """For each location, the ``stack + 1`` consecutive frame indices it uses, clamped to the last frame."""
     last = max(num_frames - 1, 0)
@@ -41,7 +65,12 @@ class FlowOptions(FrameOptions):
     """Optical flow: algorithm, bound, frames stacked per location, threads, cache."""
 
     algorithm: Literal["tvl1", "dis", "farneback"] = Field("tvl1", description="tvl1 (paper), dis or farneback (fast)")
-    bound: PositiveFloat = Field(20.0, description="flow is clipped to [-bound, bound] pixels, then divided by bound")
+    bound: PositiveFloat = Field(20.0, description="flow is clipped to [-bound, bound] pixels (paper: 20)")
+    input_scale: Literal["release", "bound"] = Field(
+        "release", description="bounded flow -> network input: release: as the authors' release, 8-bit images "
+        "round((f + bound) * 255 / (2 bound)) normalised with mean 0.5, std 0.226 (about [-2.21, 2.21]); "
+        "bound: f / bound, in [-1, 1]"
+    )
     stack: PositiveInt = Field(5, description="consecutive flows per frame location (2 channels each)")
     threads: PositiveInt = Field(4, description="frame pairs computed in parallel")
     cache_dir: Path | None = Field(
@@ -93,7 +122,7 @@ class FlowModality(Modality):
         return media.cache.store(self.name, param_key(self.options.algorithm, media.cache.decode_short_side))
 
     def flow_stack(self, media: MediaSource, segment: Segment, locations: Sequence[int]) -> np.ndarray:
-        """``[L, H, W, 2 * stack]`` bounded, scaled flow at the decode size."""
+        """``[L, H, W, 2 * stack]`` bounded flow at the decode size, scaled per ``input_scale``."""
         o = self.options
         groups = stacked_indices(locations, o.stack, segment.num_frames)
         needed = sorted({i for g in groups for i in g})
@@ -108,9 +137,7 @@ class FlowModality(Modality):
             for d in range(o.stack):
                 if g[d + 1] != g[d]:  # a clamped start (g[d] == g[d + 1]) is a still frame: zero flow
                     out[n, :, :, 2 * d : 2 * d + 2] = flows[g[d]]
-        np.clip(out, -o.bound, o.bound, out=out)
-        out *= 1.0 / o.bound
-        return out
+        return scale_flow(out, o.bound, o.input_scale)
 
     def _load(self, media, segment, locations, *, train, rng, policy) -> torch.Tensor:
         plan = self.options.plan(rng, train=train, policy=policy)

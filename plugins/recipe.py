@@ -16,7 +16,8 @@ warmup         recognition networks + fusion behind the frozen policy, CE       
 alternating    recognition pass (policy frozen, CE); ``policy_passes`` policy   train.alternating
                passes (recognition frozen, CE + the ``efficiency`` term);
                validation; the Gumbel temperature times ``temperature_decay``
-finetune       from the best alternating model; policy frozen, CE                train.finetune
+finetune       from the best alternating model (``train.best_model``); policy      train.finetune
+               frozen, CE
 =============  ===============================================================  ==========================
 
 Every optimiser's schedule steps once per epoch of its own stage.
@@ -253,20 +254,30 @@ class JointStage(Stage):
                           "unimodal.pt)")
 
 
+def frozen_batchnorm(cfg: Any, frozen: tuple[str, ...]) -> tuple[str, ...]:
+    """The frozen parts whose BatchNorm layers run in train mode: all of them with ``train.frozen_batchnorm: train``
+    (the release runs its whole model in train mode and freezes by requires_grad only), none with ``eval``."""
+    return frozen if cfg.train.frozen_batchnorm == "train" else ()
+
+
 class _BehindPolicy(Stage):
     """Recognition networks + fusion behind the frozen policy (cross-entropy)."""
 
     options_model = StageConfig
     name = ""
-    start_from_best = False
+    fine_tuning = False
 
     def plan(self, options, cfg):
+        # train.best_model: the release validates fine-tuning every epoch and keeps the best over both stages
+        best_over_both = self.fine_tuning and cfg.train.best_model == "alternating_and_finetune"
         return StagePlan(
             self.name, options.epochs,
             (PassPlan("recognition", "recognition", "recognition", "all", ("recognition", "fusion"), AdaptiveForward(),
-                      system_train=True),),
+                      system_train=True, batchnorm_train=frozen_batchnorm(cfg, ("policy",))),),
             {"recognition": (options.optimizer, ("recognition", "fusion"))},
-            validation_modes=("adaptive",), start_from_best=self.start_from_best,
+            validation_modes=("adaptive",),
+            start_from_best=self.fine_tuning and cfg.train.best_model != "last",
+            validate_every_epoch=best_over_both, track_best=best_over_both, end_with_best=best_over_both,
         )
 
 
@@ -280,7 +291,7 @@ class FinetuneStage(_BehindPolicy):
     """From the best alternating model: recognition networks + fusion behind the frozen policy."""
 
     name = "finetune"
-    start_from_best = True
+    fine_tuning = True
 
 
 class AlternatingStage(Stage):
@@ -292,10 +303,11 @@ class AlternatingStage(Stage):
         policy_records = "policy" if options.policy_holdout > 0 else "recognition"
         batchnorm = cfg.train.policy_batchnorm
         recognition = PassPlan("recognition", "recognition", "recognition", "all", ("recognition", "fusion"),
-                               AdaptiveForward(), system_train=True)
+                               AdaptiveForward(), system_train=True, batchnorm_train=frozen_batchnorm(cfg, ("policy",)))
         policy = [
             PassPlan("policy", "policy", policy_records, "all", ("policy",), AdaptiveForward(), system_train=True,
                      batchnorm_eval=("policy",) if batchnorm == "eval" else (),
+                     batchnorm_train=frozen_batchnorm(cfg, ("recognition", "fusion")),
                      recalibrate_policy_after=batchnorm == "recalibrate" and i == options.policy_passes - 1,
                      loss_terms=(LossTermUse("efficiency", {}, "train.alternating"),))
             for i in range(options.policy_passes)
@@ -305,6 +317,7 @@ class AlternatingStage(Stage):
             {"recognition": (options.recognition_optimizer, ("recognition", "fusion")),
              "policy": (options.policy_optimizer, ("policy",))},
             validation_modes=("adaptive",), validate_every_epoch=True, temperature_step=True, track_best=True,
+            end_with_best=cfg.train.best_model == "alternating_and_finetune",
         )
 
 

@@ -223,7 +223,7 @@ def test_mini_sports1m_partition_formats(tmp_path):
     js = tmp_path / "test.json"
     js.write_text(json.dumps([{"id": "CCCCCCCCCCC", "duration": 30, "label487": [7, 7, 3]}]))
     place(tmp_path / "v" / "tKuPr1k4vbA.mp4")
-    ds = MiniSports1M(MiniSports1MOptions(root=tmp_path / "v", train_list=lst, val_list=js))
+    ds = MiniSports1M(MiniSports1MOptions(root=tmp_path / "v", train_list=lst, val_list=js, length_range=None))
     assert [(r.video_id, r.labels) for r in ds.records("train")] == [
         ("tKuPr1k4vbA", (5, 12)),
         ("AAAAAAAAAAA", (486,)),

@@ -122,7 +122,8 @@ def layout_mini_sports1m(tmp_path, media):
     put(media, "silent", root / "AAAAAAAAAAA.webm")
     (tmp_path / "train.txt").write_text("https://www.youtube.com/watch?v=tKuPr1k4vbA 5,12\nAAAAAAAAAAA 486\nBBBBBBBBBBB 3\n")
     (tmp_path / "test.txt").write_text("https://www.youtube.com/watch?v=tKuPr1k4vbA 5\n")
-    options = {"root": root, "train_list": tmp_path / "train.txt", "val_list": tmp_path / "test.txt"}
+    # the test clips last seconds, not the paper's 2-5 minutes: no length filter here (tests/test_training_details.py)
+    options = {"root": root, "train_list": tmp_path / "train.txt", "val_list": tmp_path / "test.txt", "length_range": None}
     expected = {"train": dict(total=3, found=2, missing=1, unreadable=0, without_audio=1),
                 "val": dict(total=1, found=1, missing=0, unreadable=0, without_audio=0)}
     return options, expected, {"train": root / "BBBBBBBBBBB.mp4"}

@@ -116,7 +116,8 @@ def test_a_flip_mirrors_and_negates_horizontal_flow():
 @pytest.mark.parametrize("algorithm", ["tvl1", "dis", "farneback"])
 def test_flow_of_a_square_moving_right_points_right(components, video, algorithm):
     sampling = SamplingConfig(frames_per_segment=1, decode_short_side=64)
-    flow = components.modalities.build("flow", {"algorithm": algorithm, "threads": 2}, sampling=sampling)
+    flow = components.modalities.build("flow", {"algorithm": algorithm, "threads": 2, "input_scale": "bound"},
+                                       sampling=sampling)
     with open_media(video, decode_short_side=64) as media:
         stack = flow.flow_stack(media, segment([10], media.num_frames), [10])  # [1, H, W, 10] at decode size
     assert stack.shape == (1, 64, 96, 10) and np.abs(stack).max() <= 1.0
@@ -129,7 +130,7 @@ def test_flow_of_a_square_moving_right_points_right(components, video, algorithm
 
 
 def test_flow_segment_shape_and_cache(components, video, tmp_path):
-    options = {"algorithm": "dis", "crop_size": 48, "policy_size": 32, "cache_dir": str(tmp_path)}
+    options = {"algorithm": "dis", "crop_size": 48, "policy_size": 32, "cache_dir": str(tmp_path), "input_scale": "bound"}
     flow = components.modalities.build("flow", options, sampling=SMALL)
     with open_media(video, decode_short_side=64) as media:
         seg = centred_segments(media.num_frames, media.fps, SMALL)[1]
@@ -145,7 +146,7 @@ def test_flow_segment_shape_and_cache(components, video, tmp_path):
 
 def test_flow_at_the_end_of_a_clip_is_zero_after_the_last_frame(components):
     sampling = SamplingConfig(frames_per_segment=1, decode_short_side=64)
-    flow = components.modalities.build("flow", {"algorithm": "dis"}, sampling=sampling)
+    flow = components.modalities.build("flow", {"algorithm": "dis", "input_scale": "bound"}, sampling=sampling)
     stack = flow.flow_stack(ConstantFrames(step=1), segment([97], 100), [97])
     assert not stack[0, :, :, 4:].any()  # pairs (99, 100), (100, 101), ... are past the end
 

@@ -60,6 +60,7 @@ class Experiment:
             seed=self.cfg.runtime.seed,
             cache_dir=self.cache_dir,
             media_sources=self.media_sources,
+            policy_view_crop=self.cfg.policy.view_crop,
         )
 
     @property

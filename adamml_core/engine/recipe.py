@@ -70,6 +70,8 @@ class PassPlan:
     forward: PassForward
     system_train: bool = False  # the whole system in train mode (Gumbel sampling), untrained parts in eval mode
     batchnorm_eval: tuple[Part, ...] = ()  # trained parts whose BatchNorm layers stay in eval mode
+    # frozen parts whose BatchNorm layers run in train mode (their running statistics update; no weight learns)
+    batchnorm_train: tuple[Part, ...] = ()
     recalibrate_policy_after: bool = False  # re-estimate the policy's BatchNorm statistics after this pass
     # only after the stage's last epoch: when nothing reads the statistics in between (no validation), the
     # earlier re-estimates are overwritten unread
@@ -88,6 +90,9 @@ class StagePlan:
     temperature_step: bool = False
     track_best: bool = False
     start_from_best: bool = False
+    # when the stage ends, the system takes the best model's weights (best.pt): its checkpoint, the later stages
+    # and the caller get the best model, not the last epoch's
+    end_with_best: bool = False
     auxiliary: Callable[[Any, int], torch.nn.Module] | None = None  # (system, num_classes) -> module trained as "aux"
     # called at the start of every epoch (not on a resume mid-epoch) with a StageContext, e.g. to measure losses
     before_epoch: Callable[["StageContext"], None] | None = None
@@ -329,8 +334,10 @@ def load_part_weights(system: Any, state: dict[str, Any], parts: tuple[str, ...]
 def configure_pass(system: Any, plan: PassPlan) -> None:
     """Set which parts learn (requires_grad) and which run in train mode for one pass.
 
-    A frozen part runs in eval mode, so its batch-norm statistics stay those of its weights;
-    with ``system_train`` the system itself stays in train mode, where Gumbel sampling is wanted.
+    A frozen part runs in eval mode, so its batch-norm statistics stay those of its weights, unless the
+    pass names it in ``batchnorm_train`` (its BatchNorm layers then update their statistics, as in the
+    authors' release); with ``system_train`` the system itself stays in train mode, where Gumbel
+    sampling is wanted.
     """
     from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -346,7 +353,8 @@ def configure_pass(system: Any, plan: PassPlan) -> None:
         module = getattr(system, PART_ATTRIBUTES[part])
         module.train()
         module.requires_grad_(True)
-    for part in plan.batchnorm_eval:
-        for module in getattr(system, PART_ATTRIBUTES[part]).modules():
-            if isinstance(module, _BatchNorm):
-                module.eval()
+    for parts, train in ((plan.batchnorm_eval, False), (plan.batchnorm_train, True)):
+        for part in parts:
+            for module in getattr(system, PART_ATTRIBUTES[part]).modules():
+                if isinstance(module, _BatchNorm):
+                    module.train(train)

@@ -7,8 +7,9 @@ Layout::
       metrics.jsonl        one JSON object per logged step, epoch summary and evaluation
       checkpoints/
         last.pt            the latest position (mid-epoch too); what --resume auto picks
-        best.pt            best validation score of the alternating stage
-        <stage>.pt         the model at the end of each stage (unimodal.pt keeps the baselines)
+        best.pt            best validation score of the stages that track it (built-in recipe: alternating,
+                           and fine-tuning with train.best_model: alternating_and_finetune)
+        <stage>.pt         the model each stage ends with (unimodal.pt keeps the baselines)
 
 Only rank 0 writes; the other ranks get a RunDirectory whose writes do nothing.
 """

@@ -87,6 +87,7 @@ class Trainer:
             self.run.log({"event": "resume", "from": str(resume), **asdict(self.position)})
         else:
             self.run.write_config(config_to_dict(cfg))
+        report_dataset_notes(self)
 
     def _build_experiment(self, components: Any) -> Experiment:
         # rank 0 generates/prepares the dataset first, the others wait and then read it
@@ -160,10 +161,7 @@ class Trainer:
 
     def _start_stage(self, plan: StagePlan) -> None:
         self.say(f"stage {plan.name}: {plan.epochs} epochs")
-        if plan.start_from_best and self.run.checkpoint(BEST).is_file():
-            state = self.ctx.broadcast_object(load_checkpoint(self.run.checkpoint(BEST))["model"] if self.ctx.is_main else None)
-            self.system.load_state_dict(state)
-            self.thresholds = None  # calibrated for other policy weights
+        if plan.start_from_best and load_best(self):
             self.say(f"stage {plan.name}: starting from the best model ({self.run.checkpoint(BEST)})")
         if plan.temperature_step:
             self.system.set_temperature(self.cfg.policy.initial_temperature)
@@ -210,6 +208,8 @@ class Trainer:
         return results
 
     def _end_stage(self, plan: StagePlan) -> None:
+        if plan.end_with_best and load_best(self):
+            self.say(f"stage {plan.name}: ends with the best model ({self.run.checkpoint(BEST)}: {self.best.best})")
         if self.cfg.train.decision_rule == "rate_matched" and "adaptive" in plan.validation_modes and self.thresholds is None:
             self.calibrate()  # so that the stage's checkpoint carries thresholds for its own weights
         pos = self.position
@@ -237,3 +237,26 @@ class Trainer:
     def save(self, name: str) -> None:
         if self.ctx.is_main:
             self.run.save(name, capture_state(self))
+
+
+def load_best(trainer: Trainer) -> bool:
+    """The system takes best.pt's weights (rank 0 reads, every rank loads); False when there is no best.pt."""
+    path = trainer.run.checkpoint(BEST)
+    # rank 0 alone decides: it writes best.pt, and another rank may look before the file is there (every
+    # rank must take part in the broadcast, or the run hangs)
+    found = trainer.ctx.is_main and path.is_file()
+    state = trainer.ctx.broadcast_object(load_checkpoint(path)["model"] if found else None)
+    if state is None:
+        return False
+    trainer.system.load_state_dict(state)
+    trainer.thresholds = None  # calibrated for other policy weights
+    return True
+
+
+def report_dataset_notes(trainer: Trainer) -> None:
+    """Say and log what the dataset's records() did (e.g. videos a filter left out): counted, never dropped silently."""
+    notes = getattr(trainer.exp.dataset, "notes", lambda split: [])  # a duck-typed dataset may not have it
+    for split in trainer.exp.records:
+        for note in notes(split):
+            trainer.say(note)
+            trainer.run.log({"event": "dataset", "split": split, "note": note})

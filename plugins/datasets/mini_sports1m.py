@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat, field_validator
 
 from adamml_core.atomic import atomic_writer
 from adamml_core.datasets import Split, VideoRecord
@@ -44,6 +44,18 @@ class MiniSports1MOptions(AnnotatedVideoOptions):
     file_patterns: list[str] = Field(
         default_factory=lambda: ["{video_id}"], description="file names under root without extension; field: video_id"
     )
+    length_range: tuple[PositiveFloat, PositiveFloat] | None = Field(
+        (120.0, 300.0), description="keep only videos of [low, high] seconds (the paper's Mini-Sports1M: 2-5 min); "
+        "lengths from the JSON list's 'duration' or probed through the media sources; left-out videos are counted "
+        "and reported; null: keep every video"
+    )
+
+    @field_validator("length_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] >= value[1]:
+            raise ValueError(f"length_range must be [low, high] seconds with low < high, got {list(value)}")
+        return value
 
 
 class MiniSports1M(AnnotatedVideoDataset):
@@ -67,7 +79,18 @@ class MiniSports1M(AnnotatedVideoDataset):
         for video_id, _, labels in read_partition(Path(str(list_file)), self.classes):
             path, _ = locator.find({"video_id": video_id})
             records.append(VideoRecord(video_id=video_id, path=path, labels=labels))
-        return records
+        if self.options.length_range is None:
+            return records
+        from adamml_plugins.datasets.length_filter import filter_by_length
+
+        low, high = self.options.length_range
+        kept, report = filter_by_length(records, low, high, split=split, annotated=annotated_durations(Path(str(list_file))))
+        self.length_reports = {**getattr(self, "length_reports", {}), split: report}
+        return kept
+
+    def notes(self, split: Split) -> list[str]:
+        report = getattr(self, "length_reports", {}).get(split)
+        return [f"mini_sports1m {report.note()}"] if report is not None else []
 
 
 def youtube_id(token: str) -> str:
@@ -79,6 +102,17 @@ def youtube_id(token: str) -> str:
     if query:
         return query[0]
     return url.path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def annotated_durations(path: Path) -> dict[str, float]:
+    """Video id -> seconds from a JSON list's optional ``duration`` field (the text lists carry none)."""
+    if path.suffix != ".json" or not path.is_file():
+        return {}
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        return {str(item["id"]): float(item["duration"]) for item in items if item.get("duration") is not None}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AnnotationError(f"{path}: a 'duration' that is not a number of seconds: {exc}") from None
 
 
 def read_partition(path: Path, classes: ClassIndex) -> list[tuple[str, str, tuple[int, ...]]]:
