@@ -133,8 +133,15 @@ class InferencePipeline:
     # ------------------------------------------------------------------ every input loaded
 
     def recognition(self, run: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
-                    ahead: int = 2) -> Iterator[BatchOutput]:
-        """For a ``load="recognition"`` (or ``"all"``) dataset: ``run(inputs) -> (logits, decisions)`` per batch."""
+                    ahead: int = 2, system: Any = None) -> Iterator[BatchOutput]:
+        """For a ``load="recognition"`` (or ``"all"``) dataset: ``run(inputs) -> (logits, decisions)`` per batch.
+
+        ``system``: the one ``run`` calls, given the fast path's layout (as ``adaptive`` gives its own) for the time.
+        """
+        if system is not None:
+            with fast_system(system, self.options.fast):
+                yield from self.recognition(run, ahead)
+            return
         from adamml_core.segmented_dataset import collate_batch
 
         pool = self._pool()
