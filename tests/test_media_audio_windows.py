@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from adamml_core.media.container import WINDOWED_AUDIO_SECONDS, ContainerSource
 from adamml_core.media.writer import VideoWriter
@@ -112,3 +113,20 @@ def test_long_videos_window_by_default_and_short_ones_do_not(tmp_path):
     with ContainerSource(long) as media:
         media.audio(10.0, 1.28, 24_000)
         assert (media.stats.audio_decodes, media.stats.audio_windows) == (0, 1)
+
+
+def test_policy_and_recognition_views_share_one_spectrogram(tmp_path):
+    from adamml_core.config import SamplingConfig
+    from adamml_core.modality import Segment
+    from adamml_core.plugins import load_plugins
+
+    components = load_plugins().components
+    audio = components.modalities.build("audio", {"input_size": 64, "policy_size": 32}, sampling=SamplingConfig())
+    path = _write(tmp_path / "clip.m4a", "aac", 24000, 3.0, video=False)
+    segment = Segment(index=0, frame_indices=(30, 34, 38, 42), fps=25.0, num_frames=75)
+    with ContainerSource(path) as media, ContainerSource(path) as other:
+        policy = audio.load_policy(media, segment, train=False)
+        recognition = audio.load(media, segment, train=False)
+        assert media.stats.audio_requests == 1  # the recognition input reused the policy view's spectrogram
+        assert torch.equal(recognition, audio.load(other, segment, train=False))  # what computing it anew gives
+        assert tuple(policy.shape) == (1, 32, 32) and tuple(recognition.shape) == (1, 64, 64)
