@@ -79,9 +79,18 @@ def _seconds(value, time_base) -> float | None:
 
 
 def _first_streams(container) -> tuple:
-    """The first video and the first audio stream (None where there is none)."""
-    return (container.streams.video[0] if container.streams.video else None,
-            container.streams.audio[0] if container.streams.audio else None)
+    """The first video and the first audio stream (None where there is none); the video decoder single-threaded.
+
+    PyAV's default (as many slice threads as cores) starts a thread pool for every opened video
+    and makes every frame wait for all its threads: on the demo's 4 s 128x96 clips that was 3x
+    the wall time of one thread (0.028 against 0.009 s per video, 0.008 against 0.006 CPU-s;
+    docs/performance.md). The parallelism is the loading workers', one per core; the decoded
+    frames are the same.
+    """
+    video = container.streams.video[0] if container.streams.video else None
+    if video is not None:
+        video.codec_context.thread_count = 1
+    return video, container.streams.audio[0] if container.streams.audio else None
 
 
 def read_timing(vstream, astream, container_duration: float | None) -> tuple[float, float, float, int]:
