@@ -9,6 +9,9 @@ noise is another draw, and the test holds each frequency bin's energy over the w
 (within 0.3 in natural log, 1.3 dB; measured up to 0.16). Sources whose timestamps cannot place a
 window's samples exactly (Matroska's 1 ms time base with Opus, whose first frame is cut by its priming) decode
 the whole track, and give exactly its samples.
+
+Also here: the audio plugin's one spectrogram per open video and segment, and the container
+source's single-threaded video decoder (the other two data-path changes of issue 18).
 """
 
 from __future__ import annotations
@@ -130,3 +133,12 @@ def test_policy_and_recognition_views_share_one_spectrogram(tmp_path):
         assert media.stats.audio_requests == 1  # the recognition input reused the policy view's spectrogram
         assert torch.equal(recognition, audio.load(other, segment, train=False))  # what computing it anew gives
         assert tuple(policy.shape) == (1, 32, 32) and tuple(recognition.shape) == (1, 64, 64)
+
+
+def test_the_video_decoder_runs_one_thread(tmp_path):
+    # PyAV's default starts a slice-thread pool per opened video: 3x the wall time on small clips
+    # (docs/performance.md); the loading workers are the parallelism
+    path = _write(tmp_path / "clip.mp4", "aac", 24000, 1.0)
+    with ContainerSource(path) as media:
+        media.frames([0, 5])
+        assert media._vstream.codec_context.thread_count == 1
