@@ -116,12 +116,12 @@ class InferencePipeline:
                 for i in range(len(self.batches)):
                     seconds: dict[str, float] = {}
                     batch = stages.collect_stage1(i, seconds)
+                    if i + 1 < len(self.batches):  # before the policy runs: the workers decode meanwhile
+                        stages.submit_stage1(i + 1)
                     if batch is not None:
                         with self.timer.part(seconds, "policy"), compute_context(self.options.fast, self.device):
                             decisions = decide(self._to_device(batch["policy_inputs"])).float()
                         stages.submit_stage2(i, batch, decisions.detach().cpu())
-                    if i + 1 < len(self.batches):
-                        stages.submit_stage1(i + 1)
                     if pending is not None:
                         yield stages.finish(net, *pending)
                     pending = None if batch is None else (i, batch, decisions, seconds)
