@@ -25,7 +25,7 @@ import numpy as np
 from adamml_core.media.audio import _Mono
 from adamml_core.media.errors import MediaError
 
-WINDOWS_KEPT = 64  # decoded windows kept per open video: the policy and the recognition views ask for the same ones
+WINDOWS_KEPT = 32  # decoded windows kept per open video (123 KB each at 24 kHz): C = 10 needs 10 (views share keys)
 
 
 WINDOW_LEAD_SECONDS = 0.25  # decoded before a window and thrown away: a codec's priming after a seek, the resampler's history
