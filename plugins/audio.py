@@ -18,6 +18,7 @@ the spectrogram as it is). The policy sees the same spectrogram, resized when
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,14 @@ def tone_bin(freq_hz: float, spec: SpectrogramSpec) -> int:
 
 
 
+def _weakref_able(media) -> bool:
+    try:
+        weakref.ref(media)
+    except TypeError:
+        return False
+    return True
+
+
 class AudioOptions(BaseModel):
     """Audio: sample rate, window, STFT sizes, input sizes."""
 
@@ -130,6 +139,16 @@ class AudioModality(Modality):
     def __init__(self, options, *, sampling):
         super().__init__(options, sampling=sampling)
         self.spec = options.spec()
+        self._kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # media source -> {centre: spectrogram}
+
+    def __getstate__(self) -> dict:  # to a worker process: what was kept stays with this process's sources
+        state = dict(self.__dict__)
+        state["_kept"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._kept = weakref.WeakKeyDictionary()
 
     def _shape(self, size: int | None) -> tuple[int, ...]:
         if size is None:
@@ -143,10 +162,22 @@ class AudioModality(Modality):
         return self._shape(self.options.policy_size or self.options.input_size)
 
     def spectrogram(self, media, segment) -> torch.Tensor:
+        """The segment's full-size spectrogram, computed once per open video and segment.
+
+        The policy view (stage 1) and the recognition input (stage 2, the same open video in the
+        same worker) share it: the same tensor either way, one STFT instead of two. Kept per
+        source object (weakly: it goes with the source) and per window centre.
+        """
+        kept = self._kept.get(media) if _weakref_able(media) else None
+        if kept is not None and segment.center_time in kept:
+            return kept[segment.center_time]
         spec = self.spec
         start = segment.center_time - spec.window_seconds / 2
         samples = media.audio(start, spec.window_seconds, spec.sample_rate)
-        return log_spectrogram(samples, spec)
+        result = log_spectrogram(samples, spec)
+        if _weakref_able(media):
+            self._kept.setdefault(media, {})[segment.center_time] = result
+        return result
 
     def _resized(self, spectrogram: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         if tuple(spectrogram.shape) == shape:

@@ -140,7 +140,7 @@ def _one_pass(system: Any, exp: Any, records: list, kind: str, only: str | None,
             decisions[:, :, names.index(only)] = 1.0
             return system.forward_unimodal(only, inputs[only]), decisions
 
-        outputs = list(InferencePipeline(dataset, options).recognition(run))
+        outputs = list(InferencePipeline(dataset, options).recognition(run, system=system))
     wall = time.perf_counter() - start
     # CPU seconds of this process and of the pass's workers (joined by now): unlike wall time, they
     # hardly change with the load other jobs put on a shared machine

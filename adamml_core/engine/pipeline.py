@@ -116,12 +116,12 @@ class InferencePipeline:
                 for i in range(len(self.batches)):
                     seconds: dict[str, float] = {}
                     batch = stages.collect_stage1(i, seconds)
+                    if i + 1 < len(self.batches):  # before the policy runs: the workers decode meanwhile
+                        stages.submit_stage1(i + 1)
                     if batch is not None:
                         with self.timer.part(seconds, "policy"), compute_context(self.options.fast, self.device):
                             decisions = decide(self._to_device(batch["policy_inputs"])).float()
                         stages.submit_stage2(i, batch, decisions.detach().cpu())
-                    if i + 1 < len(self.batches):
-                        stages.submit_stage1(i + 1)
                     if pending is not None:
                         yield stages.finish(net, *pending)
                     pending = None if batch is None else (i, batch, decisions, seconds)
@@ -133,8 +133,15 @@ class InferencePipeline:
     # ------------------------------------------------------------------ every input loaded
 
     def recognition(self, run: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
-                    ahead: int = 2) -> Iterator[BatchOutput]:
-        """For a ``load="recognition"`` (or ``"all"``) dataset: ``run(inputs) -> (logits, decisions)`` per batch."""
+                    ahead: int = 2, system: Any = None) -> Iterator[BatchOutput]:
+        """For a ``load="recognition"`` (or ``"all"``) dataset: ``run(inputs) -> (logits, decisions)`` per batch.
+
+        ``system``: the one ``run`` calls, given the fast path's layout (as ``adaptive`` gives its own) for the time.
+        """
+        if system is not None:
+            with fast_system(system, self.options.fast):
+                yield from self.recognition(run, ahead)
+            return
         from adamml_core.segmented_dataset import collate_batch
 
         pool = self._pool()

@@ -14,8 +14,12 @@ stream still decodes. Frames come out upright: a display-matrix rotation (a
 phone's ``rotate=90``) is applied after conversion (:func:`upright_turns`).
 
 Audio is decoded, resampled (``av.AudioResampler``) and averaged to mono for
-the whole track on first use and kept: an audio track costs far less to decode
-than video, and one pass per video is cheaper than a seek per segment.
+the whole track on first use and kept, for videos shorter than
+``WINDOWED_AUDIO_SECONDS``: there one pass per video is cheaper than a seek per
+segment. Longer videos decode each requested window on its own (a seek, a short
+lead, the window), so their cost does not grow with the length; the samples are
+the whole track's within the tolerance of :func:`decode_audio_window` (see
+docs/media.md), and any window that cannot promise it falls back to the whole track.
 
 This is the last source the opener tries (priority 0): it serves any regular file
 (:meth:`ContainerSource.accepts`) and says "not mine" (None) for anything else, so that
@@ -27,6 +31,7 @@ store) subclasses it and overrides the public :meth:`ContainerSource.open_contai
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import av
@@ -34,6 +39,7 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from adamml_core.media.audio import decode_audio
+from adamml_core.media.audio_windows import AudioWindows
 from adamml_core.media.cache import VideoCache
 from adamml_core.media.errors import MediaError
 from adamml_core.media.packets import DamagedPackets, decode_all, decode_video_packets
@@ -43,6 +49,9 @@ from adamml_core.media.transforms import decode_size
 log = logging.getLogger(__name__)
 
 NOMINAL_FPS = 25.0  # frame grid of a file without a video stream (audio only)
+# Videos at least this long decode audio per window (a seek each) instead of whole: at C = 10 windows of 1.28 s
+# plus their 0.3 s of lead and tail the windows cost ~16 s of audio, so below ~20 s one whole pass is cheaper.
+WINDOWED_AUDIO_SECONDS = 20.0
 SEEK_GAP_FRAMES = 48  # wanted frames closer than this are reached by decoding forward, not seeking
 INTERPOLATION = "BILINEAR"  # swscale; the same for the online and the prepared path
 
@@ -74,9 +83,18 @@ def _seconds(value, time_base) -> float | None:
 
 
 def _first_streams(container) -> tuple:
-    """The first video and the first audio stream (None where there is none)."""
-    return (container.streams.video[0] if container.streams.video else None,
-            container.streams.audio[0] if container.streams.audio else None)
+    """The first video and the first audio stream (None where there is none); the video decoder single-threaded.
+
+    PyAV's default (as many slice threads as cores) starts a thread pool for every opened video
+    and makes every frame wait for all its threads: on the demo's 4 s 128x96 clips that was 3x
+    the wall time of one thread (0.028 against 0.009 s per video, 0.008 against 0.006 CPU-s;
+    docs/performance.md). The parallelism is the loading workers', one per core; the decoded
+    frames are the same.
+    """
+    video = container.streams.video[0] if container.streams.video else None
+    if video is not None:
+        video.codec_context.thread_count = 1
+    return video, container.streams.audio[0] if container.streams.audio else None
 
 
 def read_timing(vstream, astream, container_duration: float | None) -> tuple[float, float, float, int]:
@@ -112,7 +130,37 @@ class ContainerOpening(FrameSource):
         return cls(path, decode_short_side=decode_short_side, cache=cache)
 
 
-class ContainerSource(ContainerOpening):
+def _fresh_audio(source: ContainerOpening) -> tuple[av.container.InputContainer, av.audio.stream.AudioStream]:
+    """The source's bytes opened again (through its ``open_container``, so a subclass's archive member or
+    object works too), and the first audio stream: a fresh decoder for one audio window."""
+    container = source.open_container()
+    return container, _first_streams(container)[1]
+
+
+class _ContainerAudio:
+    """The container source's audio: the whole track (short videos) or windows by seek (long ones)."""
+
+    windowed_audio_seconds: float = WINDOWED_AUDIO_SECONDS  # set on an instance: tests window short clips
+
+    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+        assert self._container is not None and self._astream is not None
+        self.stats.audio_decodes += 1
+        self._rewind(audio=True)
+        try:
+            track = decode_audio(self._container, self._astream, sample_rate, start_time=self._t0, seek=False)
+        except av.FFmpegError as exc:
+            raise MediaError(self.path, f"audio decoding failed ({type(exc).__name__}: {exc})") from None
+        if track.damaged_packets:  # the same count at every rate: the track's packets, not this decode's
+            self.notes[DAMAGED_AUDIO_NOTE] = track.damaged_packets
+        return track.samples
+
+    def _read_audio_window(self, first: int, count: int, sample_rate: int) -> np.ndarray | None:
+        if self._container is None or self._astream is None or self.duration < self.windowed_audio_seconds:
+            return None
+        return self._windows.samples(first, count, sample_rate)
+
+
+class ContainerSource(_ContainerAudio, ContainerOpening):
     """An opened video file; see the module docstring."""
 
     priority = 0
@@ -130,6 +178,7 @@ class ContainerSource(ContainerOpening):
             raise MediaError(self.path, "no video and no audio stream")
         whole = self._container.duration / av.time_base if self._container.duration else None
         self._t0, self.duration, self.fps, self.num_frames = read_timing(self._vstream, self._astream, whole)
+        self._windows = AudioWindows(partial(_fresh_audio, self), self._t0, self.stats)
         if self.num_frames <= 0:
             self.close()
             raise MediaError(self.path, "video stream has no frames")
@@ -295,15 +344,3 @@ class ContainerSource(ContainerOpening):
         if k not in converted:
             converted[k] = self.convert(frame)
         return converted[k]
-
-    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
-        assert self._container is not None and self._astream is not None
-        self.stats.audio_decodes += 1
-        self._rewind(audio=True)
-        try:
-            track = decode_audio(self._container, self._astream, sample_rate, start_time=self._t0, seek=False)
-        except av.FFmpegError as exc:
-            raise MediaError(self.path, f"audio decoding failed ({type(exc).__name__}: {exc})") from None
-        if track.damaged_packets:  # the same count at every rate: the track's packets, not this decode's
-            self.notes[DAMAGED_AUDIO_NOTE] = track.damaged_packets
-        return track.samples

@@ -54,6 +54,7 @@ class DecodeStats:
     frames_from_cache_dir: int = 0
     audio_requests: int = 0
     audio_decodes: int = 0
+    audio_windows: int = 0  # windows decoded on their own (seek per window) instead of the whole track
     audio_from_cache_dir: int = 0
 
 
@@ -119,6 +120,15 @@ class FrameSource:
         """The whole mono float32 track at ``sample_rate`` (sample 0 at frame 0's time), None without audio."""
         return None
 
+    def _read_audio_window(self, first: int, count: int, sample_rate: int) -> np.ndarray | None:
+        """Samples ``first .. first + count`` of the track at ``sample_rate`` without decoding it whole.
+
+        None (the default): :meth:`audio` takes them from :meth:`audio_track`. A source that can
+        seek its audio (the container source, for long videos) returns the same samples, within
+        its stated tolerance, at a cost that does not grow with the video's length.
+        """
+        return None
+
     def iter_frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(i, frame)`` for every index 0..num_frames-1 in one pass (``adamml prepare``)."""
         for start in range(0, self.num_frames, 32):
@@ -167,13 +177,17 @@ class FrameSource:
         self.stats.audio_requests += 1
         count = int(round(duration * sample_rate))
         out = np.zeros(count, dtype=np.float32)
+        first = int(round(start * sample_rate))
+        if self.has_audio and count > 0 and sample_rate not in self._audio_tracks:
+            window = self._read_audio_window(first, count, sample_rate)
+            if window is not None:
+                return window
         track = self.audio_track(sample_rate)
         if track is None:
             self.notes[NO_AUDIO_NOTE] = 1  # once per video: the dataset counts videos, not windows
             return out
         if count == 0:
             return out
-        first = int(round(start * sample_rate))
         lo, hi = max(first, 0), min(first + count, len(track))
         if hi > lo:
             out[lo - first : hi - first] = track[lo:hi]
