@@ -95,3 +95,21 @@ def test_multi_label_map_uses_sigmoid_scores_and_classes_with_a_positive():
     s = classification_scores(logits, multi, multi_label=True)
     # class 0 {v0}: 1; class 2 {v0, v1}: both positives -> 1
     assert s["mAP"] == pytest.approx(100.0)
+
+
+class _Costs:
+    def per_video(self, decisions):
+        return decisions.sum(dim=(1, 2))
+
+
+def test_eval_report_scores_a_single_label_map_dataset_by_class_ap():
+    from adamml_cli.eval_report import class_rows
+
+    low = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.5], [0.0, 0.0, -3.0]])
+    outputs = {"logits": low, "target": torch.tensor([0, 1, 2]), "decisions": torch.ones(3, 2, 1),
+               "label_sets": torch.tensor([[1, 0, 1], [0, 1, 0], [0, 0, 1]])}
+    rows = class_rows(outputs, ["a", "b", "c"], ["rgb"], multi_label=False, costs=_Costs(), metric="mAP")
+    assert [r["videos"] for r in rows] == [1, 1, 2]
+    assert rows[2]["score"] == pytest.approx(100.0 * (1 + 2 / 3) / 2)  # v0 ranks first, v2 last of three
+    top1 = class_rows(outputs, ["a", "b", "c"], ["rgb"], multi_label=False, costs=_Costs())
+    assert top1[2]["score"] == 0.0  # a top-1 dataset: the hit rate of class c's one target video

@@ -214,8 +214,10 @@ class Evaluator:
 
 def _outputs(scores: ClassificationMeter, chosen: list) -> dict[str, Any]:
     """Per video, in one order: dataset index (adaptive/random), logits ``[N, K]``, target, decisions ``[N, C, M]``."""
-    logits, target, _ = scores.state()
+    logits, target, label_sets = scores.state()
     out: dict[str, Any] = {"logits": logits, "target": target}
+    if label_sets is not None:
+        out["label_sets"] = label_sets
     if chosen:
         out["indices"] = [i for part, _ in chosen for i in part]
         out["decisions"] = torch.cat([d.float().cpu() for _, d in chosen])
