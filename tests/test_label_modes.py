@@ -113,3 +113,17 @@ def test_eval_report_scores_a_single_label_map_dataset_by_class_ap():
     assert rows[2]["score"] == pytest.approx(100.0 * (1 + 2 / 3) / 2)  # v0 ranks first, v2 last of three
     top1 = class_rows(outputs, ["a", "b", "c"], ["rgb"], multi_label=False, costs=_Costs())
     assert top1[2]["score"] == 0.0  # a top-1 dataset: the hit rate of class c's one target video
+
+
+def test_label_sets_survive_the_merge_of_ranks():
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.5], [0.0, 0.0, -3.0]])
+    target, sets = torch.tensor([0, 1, 2]), [(0, 2), (1,), (2,)]
+    whole = ClassificationMeter(3, multi_label=False, label_sets=sets)
+    whole.update(logits, target, [0, 1, 2])
+    ranks = [ClassificationMeter(3, multi_label=False, label_sets=sets) for _ in range(2)]
+    ranks[0].update(logits[:1], target[:1], [0])
+    ranks[1].update(logits[1:], target[1:], [1, 2])
+    merged = ClassificationMeter(3, multi_label=False, label_sets=sets)
+    merged.merge([r.state() for r in ranks])
+    assert merged.compute() == whole.compute()
+    assert whole.compute()["mAP"] != classification_scores(logits, target, multi_label=False)["mAP"]
