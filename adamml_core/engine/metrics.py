@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -68,7 +69,9 @@ def mean_average_precision(scores: torch.Tensor, members: torch.Tensor) -> float
     """Per-class AP of ``scores [N, K]`` against 0/1 ``members [N, K]``, averaged over the classes with a
     positive video (a class absent from the split has no AP; counting it as 0 would punish a small split)."""
     k = scores.shape[1]
-    ap = multilabel_average_precision(scores, members.long(), num_labels=k, average="none")
+    with warnings.catch_warnings():  # torchmetrics warns about the absent classes, which are left out below
+        warnings.simplefilter("ignore", UserWarning)
+        ap = multilabel_average_precision(scores, members.long(), num_labels=k, average="none")
     present = members.sum(dim=0) > 0
     return float(ap[present].mean()) if bool(present.any()) else float("nan")
 
