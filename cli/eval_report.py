@@ -1,8 +1,8 @@
 """``adamml eval CKPT --report DIR``: per class, the score and how often the policy chose each modality.
 
 From the adaptive evaluation's per-video outputs (``Evaluator.keep_outputs``): per class, the
-videos of the class, its score (top-1 accuracy of those videos for single-label datasets; for
-multi-label datasets, whose metric is mAP, the class's average precision over all videos), the
+videos of the class, its score (top-1 accuracy of those videos for top-1 datasets; for mAP
+datasets, the class's average precision over all videos), the
 selection ratio of each modality on those videos (share of their segments where it ran) and the
 GFLOPs per video they cost. Written as ``report.csv``, ``report.json`` and ``report.png`` (a
 heatmap class x modality of the selection ratios beside a bar of each class's score), classes
@@ -29,17 +29,25 @@ DPI = 100
 
 
 def class_rows(outputs: dict[str, Any], class_names: Sequence[str], modalities: Sequence[str], *, multi_label: bool,
-               costs: Any) -> list[dict[str, Any]]:
-    """One row per class: ``class``, ``index``, ``videos``, ``score``, ``selection`` {m: ratio}, ``gflops_per_video``."""
+               costs: Any, metric: str = "top1") -> list[dict[str, Any]]:
+    """One row per class: ``class``, ``index``, ``videos``, ``score``, ``selection`` {m: ratio}, ``gflops_per_video``.
+
+    A single-label dataset whose metric is mAP (ActivityNet, FCVID, Mini-Sports1M by default) gets the
+    class's AP of softmax scores against the label sets, as its metric is computed."""
     logits, target, decisions = outputs["logits"].float(), outputs["target"], outputs["decisions"].float()
     k = logits.shape[1]
-    if multi_label:
+    if multi_label or metric == "mAP":
         from torchmetrics.functional.classification import multilabel_average_precision
 
-        members = target.long() > 0  # [N, K]
+        if multi_label:
+            members, probs = target.long() > 0, logits.sigmoid()  # [N, K]
+        else:
+            sets = outputs.get("label_sets")
+            members = (sets if sets is not None else torch.nn.functional.one_hot(target.long(), k)) > 0
+            probs = logits.softmax(dim=1)
         with warnings.catch_warnings():  # a class without positives in the split: no AP, reported as None below
             warnings.simplefilter("ignore", UserWarning)
-            ap = multilabel_average_precision(logits.sigmoid(), target.long(), num_labels=k, average="none")
+            ap = multilabel_average_precision(probs, members.long(), num_labels=k, average="none")
         scores = [100.0 * float(a) if bool(members[:, c].any()) else None for c, a in enumerate(ap)]
     else:
         members = torch.nn.functional.one_hot(target.long(), k).bool()

@@ -32,8 +32,8 @@ class Tally:
     scores: Any
     selection: Any
 
-    def add(self, logits: torch.Tensor, target: torch.Tensor, decisions: torch.Tensor) -> None:
-        self.scores.update(logits, target)
+    def add(self, logits: torch.Tensor, target: torch.Tensor, decisions: torch.Tensor, indices: list[int]) -> None:
+        self.scores.update(logits, target, indices)
         self.selection.update(decisions)
 
 
@@ -59,8 +59,10 @@ def shared_pass(system: Any, exp: Any, records: list, rules: list[dict[str, floa
     names = list(system.modalities)
 
     def tally() -> Tally:
-        return Tally(ClassificationMeter(exp.num_classes, multi_label=exp.multi_label), SelectionMeter(names))
+        return Tally(ClassificationMeter(exp.num_classes, multi_label=exp.multi_label, label_sets=label_sets),
+                     SelectionMeter(names))
 
+    label_sets = [record.labels for record in records]
     out = PassResult(rules=[tally() for _ in rules], fusion=tally(), unimodal={m: tally() for m in names})
     dataset = exp.make_dataset(records, train=False, load="all")
     order = list(range(len(dataset)))
@@ -74,22 +76,22 @@ def shared_pass(system: Any, exp: Any, records: list, rules: list[dict[str, floa
         for batch in loader:
             if batch is None:
                 continue
-            target = batch["target"]
+            target, indices = batch["target"], batch["index"].tolist()
             _, probs = system.decide(to_device(batch["policy_inputs"], device))
             segment_logits, features = system.recognize_all_parts(to_device(batch["inputs"], device))
             reference = segment_logits if segment_logits is not None else features[0]
             dtype, (b, c) = reference.dtype, reference.shape[:2]
             for rule, t in zip(rules, out.rules):
                 decisions = threshold_decisions(system, probs.float(), rule)
-                t.add(system.fuse(segment_logits, decisions.to(dtype), features), target, decisions)
+                t.add(system.fuse(segment_logits, decisions.to(dtype), features), target, decisions, indices)
             every = torch.ones(b, c, len(names), device=reference.device)
-            out.fusion.add(system.fuse(segment_logits, every.to(dtype), features), target, every)
+            out.fusion.add(system.fuse(segment_logits, every.to(dtype), features), target, every, indices)
             for mi, m in enumerate(names):
                 if segment_logits is None:  # a feature-only fusion: no per-network classifier to score alone
                     continue
                 alone = torch.zeros_like(every)
                 alone[:, :, mi] = 1.0
-                out.unimodal[m].add(segment_logits[:, :, mi].float().mean(dim=1), target, alone)
+                out.unimodal[m].add(segment_logits[:, :, mi].float().mean(dim=1), target, alone, indices)
     system.train(was_training)
     out.unimodal = {m: t for m, t in out.unimodal.items() if t.selection.videos}
     return out

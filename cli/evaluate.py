@@ -129,7 +129,8 @@ def _report(out_dir: Path, outputs, exp, system, costs, checkpoint, split, info)
     from adamml_cli.eval_report import class_rows, sort_modality, sorted_rows, write_report
 
     names = list(system.modalities)
-    rows = class_rows(outputs, exp.dataset.class_names(), names, multi_label=exp.multi_label, costs=costs)
+    rows = class_rows(outputs, exp.dataset.class_names(), names, multi_label=exp.multi_label, costs=costs,
+                      metric=exp.metric)
     by = sort_modality(rows, names)
     rows = sorted_rows(rows, by)
     meta = {"checkpoint": str(checkpoint), "split": split, "decision_rule": info}

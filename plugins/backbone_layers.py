@@ -14,7 +14,11 @@ from adamml_core.config import ConfigError
 
 
 class PretrainedWeightsError(ConfigError):
-    """A ``pretrained`` weights file that is missing, unreadable, or does not fit the network."""
+    """A ``pretrained`` weights file that is missing, unreadable, or does not fit the network.
+
+    ``field`` names the option, so the model builder can say which config entry it is."""
+
+    field = "pretrained"
 
 
 def widen_rgb_filters(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -50,7 +54,8 @@ class LoadReport:
     path: Path
     loaded: int = 0
     widened: list[str] = field(default_factory=list)
-    head_skipped: list[str] = field(default_factory=list)
+    head_skipped: list[str] = field(default_factory=list)  # classifier of another class count: left at init
+    head_dropped: list[str] = field(default_factory=list)  # the file's classifier, where the network has none
 
     def __str__(self) -> str:
         parts = [f"{self.loaded} tensors from {self.path}"]
@@ -58,22 +63,24 @@ class LoadReport:
             parts.append(f"widened from RGB: {', '.join(self.widened)}")
         if self.head_skipped:
             parts.append(f"classifier left at its initialisation: {', '.join(self.head_skipped)}")
+        if self.head_dropped:
+            parts.append(f"the file's classifier dropped: {', '.join(self.head_dropped)}")
         return "; ".join(parts)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise PretrainedWeightsError(f"pretrained weights file not found: {path} (only local files are supported)")
+        raise PretrainedWeightsError(f"weights file not found: {path} (only local files are read; see docs/models.md)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise PretrainedWeightsError(f"pretrained weights {path}: cannot be read as a state dict: {exc}") from None
+        raise PretrainedWeightsError(f"weights {path}: cannot be read as a state dict: {exc}") from None
     # Accept a bare state dict or the common wrappers around one.
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedWeightsError(f"pretrained weights {path}: expected a mapping of parameter names to tensors")
+        raise PretrainedWeightsError(f"weights {path}: expected a mapping of parameter names to tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -89,20 +96,35 @@ def load_pretrained(
 
     The first convolution (parameter ``first_conv``) is widened from RGB when the
     network takes another channel count. Classifier tensors (``head_prefixes``) are
-    skipped when absent or of another shape (a different number of classes). Any
-    other missing, unexpected or mis-shaped tensor is an error that lists them:
-    a half-loaded backbone would otherwise train silently from a wrong start.
+    dropped when the network has no classifier (a feature extractor: the policy's
+    branches) and left at their initialisation when of another shape (another class
+    count). Any other missing, unexpected or mis-shaped tensor is an error that lists
+    them: a half-loaded backbone would otherwise train silently from a wrong start.
     """
     path = Path(path)
     state = _read_state_dict(path)
     own = module.state_dict()
     report = LoadReport(path)
-
     if first_conv in state and first_conv in own and state[first_conv].shape != own[first_conv].shape:
         src = state[first_conv]
         if src.dim() == 4 and src.shape[1] == 3 and src.shape[0] == own[first_conv].shape[0]:
             state[first_conv] = widen_rgb_filters(src, own[first_conv].shape[1])
             report.widened.append(first_conv)
+    usable = _matching_tensors(module, path, state, own, head_prefixes, report)
+    # A network built on the meta device (shapes only, e.g. for FLOP counting) has nothing to copy into.
+    if not any(p.is_meta for p in module.parameters()):
+        module.load_state_dict(usable, strict=False)
+    report.loaded = len(usable)
+    report.head_skipped = sorted(set(report.head_skipped))
+    report.head_dropped = sorted(set(report.head_dropped))
+    if report.head_skipped:  # a dropped classifier (feature extractor) is expected and not worth a warning
+        warnings.warn(f"pretrained {type(module).__name__}: {report}", UserWarning, stacklevel=3)
+    return report
+
+
+def _matching_tensors(module: nn.Module, path: Path, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
+                      head_prefixes: tuple[str, ...], report: LoadReport) -> dict[str, torch.Tensor]:
+    """The file's tensors that fit ``own``; classifier tensors sorted into the report; the rest an error."""
 
     def is_head(key: str) -> bool:
         return any(key.startswith(p) for p in head_prefixes)
@@ -111,10 +133,7 @@ def load_pretrained(
     missing, unexpected, mismatched = [], [], []
     for key, value in state.items():
         if key not in own:
-            if is_head(key):
-                report.head_skipped.append(key)
-            else:
-                unexpected.append(key)
+            (report.head_dropped if is_head(key) else unexpected).append(key)
         elif own[key].shape != value.shape:
             if is_head(key):
                 report.head_skipped.append(key)
@@ -124,10 +143,7 @@ def load_pretrained(
             usable[key] = value
     for key in own:
         if key not in state:
-            if is_head(key):
-                report.head_skipped.append(key)
-            else:
-                missing.append(key)
+            (report.head_skipped if is_head(key) else missing).append(key)
     problems = []
     if missing:
         problems.append(f"missing from the file: {_listing(missing)}")
@@ -137,14 +153,6 @@ def load_pretrained(
         problems.append(f"shape differs: {_listing(mismatched)}")
     if problems:
         raise PretrainedWeightsError(
-            f"pretrained weights {path} do not fit {type(module).__name__} "
-            f"(is it the same depth/width?): " + "; ".join(problems)
+            f"weights {path} do not fit {type(module).__name__} (is it the same depth/width?): " + "; ".join(problems)
         )
-    # A network built on the meta device (shapes only, e.g. for FLOP counting) has nothing to copy into.
-    if not any(p.is_meta for p in module.parameters()):
-        module.load_state_dict(usable, strict=False)
-    report.loaded = len(usable)
-    report.head_skipped = sorted(set(report.head_skipped))
-    if report.head_skipped:
-        warnings.warn(f"pretrained {type(module).__name__}: {report}", UserWarning, stacklevel=3)
-    return report
+    return usable

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torchvision
@@ -118,8 +120,10 @@ def test_real_torchvision_mobilenet_weights_load_into_the_feature_extractor(tmp_
     reference = torchvision.models.mobilenet_v2()
     path = tmp_path / "mnv2.pth"
     torch.save({"state_dict": reference.state_dict()}, path)
-    with pytest.warns(UserWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a feature extractor drops the file's classifier without a warning
         net = build_mobilenet_v2(MobileNetV2Options(pretrained=path), input_shape=(1, 64, 64), num_classes=None)
+    assert net.pretrained_report.head_dropped == ["classifier.1.bias", "classifier.1.weight"]
     assert torch.equal(net.features[0][0].weight, reference.features[0][0].weight.mean(1, keepdim=True))
     assert torch.equal(net.features[10].conv[1][0].weight, reference.features[10].conv[1][0].weight)
 

@@ -107,7 +107,7 @@ def test_activitynet_official_json(tmp_path):
     train = {r.video_id: r for r in ds.records("train")}
     assert set(train) == {"JDg--pjY5gg", "PLek2e8NlKc"}
     assert train["JDg--pjY5gg"].labels == (10,)
-    assert train["PLek2e8NlKc"].labels == (3, 82)
+    assert train["PLek2e8NlKc"].labels == (82, 3)  # earliest annotated segment first: the single-label target
     assert train["JDg--pjY5gg"].path == tmp_path / "videos" / "v_JDg--pjY5gg.mp4"
     assert train["PLek2e8NlKc"].path == tmp_path / "videos" / "PLek2e8NlKc.mkv"
     val = {r.video_id: r.labels for r in ds.records("val")}
@@ -130,7 +130,7 @@ def test_activitynet_json_errors(tmp_path):
 
 def test_activitynet_shipped_val_list():
     lines = (ANNOTATIONS / "activitynet_val_list.txt").read_text().split()
-    expected = {l.split(",")[0][2:]: tuple(sorted({int(x) for x in l.split(",")[2:]})) for l in lines}
+    expected = {l.split(",")[0][2:]: tuple(dict.fromkeys(int(x) for x in l.split(",")[2:])) for l in lines}  # line order
     records = ActivityNet(ActivityNetOptions()).records("val")
     assert len(records) == len(expected) == 4926
     assert {r.video_id: r.labels for r in records} == expected
@@ -230,7 +230,7 @@ def test_mini_sports1m_partition_formats(tmp_path):
         ("BBBBBBBBBBB", (0,)),
     ]
     assert ds.records("train")[0].path == tmp_path / "v" / "tKuPr1k4vbA.mp4"
-    assert [(r.video_id, r.labels) for r in ds.records("val")] == [("CCCCCCCCCCC", (3, 7))]
+    assert [(r.video_id, r.labels) for r in ds.records("val")] == [("CCCCCCCCCCC", (7, 3))]  # first-named first
     assert ds.class_names()[ds.records("train")[1].labels[0]] == class_names("sports1m_labels.txt")[486]
     with pytest.raises(AnnotationError, match="make-split"):
         MiniSports1M(MiniSports1MOptions()).records("val")

@@ -63,7 +63,7 @@ def test_unknown_backbone_fails_with_the_known_ones(components):
 def test_a_weights_file_that_does_not_fit_names_the_config_entry(components, tmp_path):
     cfg = tiny_config(("tinyframes",), policy={"mlp_dim": 32, "hidden_size": 16, "backbones": {
         "tinyframes": {"name": "mobilenet_v2", "options": {"pretrained": str(tmp_path / "missing.pth")}}}})
-    with pytest.raises(ConfigError, match=r"policy\.backbones\.tinyframes\.options: pretrained weights file not found"):
+    with pytest.raises(ConfigError, match=r"policy\.backbones\.tinyframes\.options\.pretrained: weights file not found"):
         build_system(cfg, NUM_CLASSES, components)
 
 

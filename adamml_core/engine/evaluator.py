@@ -171,7 +171,9 @@ class Evaluator:
 
     def _loop(self, system, dataset, loader, kind, only, threshold, progress, task, tally):
         names, ctx = list(system.modalities), self.ctx
-        scores = ClassificationMeter(self.exp.num_classes, multi_label=self.exp.multi_label)
+        # each video's label set: single-label mAP is scored against it (a video may have several labels)
+        label_sets = [record.labels for record in dataset.records]
+        scores = ClassificationMeter(self.exp.num_classes, multi_label=self.exp.multi_label, label_sets=label_sets)
         selection = SelectionMeter(names)
         chosen: list[tuple[list[int], torch.Tensor]] = []
         autocast = torch.autocast("cuda", dtype=torch.float16) if (self.amp and ctx.cuda) else nullcontext()
@@ -187,7 +189,7 @@ class Evaluator:
                     rule = random_rule(system, self.random_rates, self.random_seed + ctx.rank)
                 for out in evaluation_batches(system, dataset, shard, threshold=threshold, device=ctx.device,
                                               workers=self.workers, batch_size=self.batch_size, decide=rule):
-                    scores.update(out.logits, out.target)
+                    scores.update(out.logits, out.target, out.indices)
                     selection.update(out.decisions)
                     chosen.append((out.indices, out.decisions))
                     progress.update(task, advance=1, stats=f"videos {selection.videos}")
@@ -210,7 +212,7 @@ class Evaluator:
                         logits = system.forward_unimodal(only, inputs[only])
                         decisions = torch.zeros(target.shape[0], inputs[only].shape[1], len(names))
                         decisions[:, :, names.index(only)] = 1.0
-                scores.update(logits, target)
+                scores.update(logits, target, batch["index"].tolist())
                 selection.update(decisions)
                 progress.update(task, advance=1, stats=f"videos {selection.videos}")
         return scores, selection, chosen
@@ -218,8 +220,10 @@ class Evaluator:
 
 def _outputs(scores: ClassificationMeter, chosen: list) -> dict[str, Any]:
     """Per video, in one order: dataset index (adaptive/random), logits ``[N, K]``, target, decisions ``[N, C, M]``."""
-    logits, target = scores.state()
+    logits, target, label_sets = scores.state()
     out: dict[str, Any] = {"logits": logits, "target": target}
+    if label_sets is not None:
+        out["label_sets"] = label_sets
     if chosen:
         out["indices"] = [i for part, _ in chosen for i in part]
         out["decisions"] = torch.cat([d.float().cpu() for _, d in chosen])

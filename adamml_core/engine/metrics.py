@@ -1,53 +1,84 @@
 """Recognition metrics (torchmetrics) and the efficiency counters of an evaluation.
 
 - top-1 / top-5 accuracy; for multi-label data a hit is a top-k class among the labels;
-- mAP: per-class average precision averaged over classes (the untrimmed datasets' metric);
+- mAP: per-class average precision averaged over the classes that have a positive video (the
+  untrimmed datasets' metric). Multi-label data: sigmoid scores against the label sets.
+  Single-label data: softmax scores against each video's label set when the meter knows it
+  (``label_sets``; what the paper's ActivityNet / FCVID / Mini-Sports1M numbers are: the release
+  trains with cross-entropy on one label and scores softmax outputs), else against the one target;
 - GFLOPs per video from *counted* per-segment costs times the items actually run;
 - per-modality selection ratio; videos per second.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, Sequence
 
 import torch
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_average_precision,
-    multilabel_average_precision,
-)
+from torchmetrics.functional.classification import multiclass_accuracy, multilabel_average_precision
 
 
 class ClassificationMeter:
     """Collects logits and targets of a whole split, then scores them at once (exact, not batch-averaged)."""
 
-    def __init__(self, num_classes: int, *, multi_label: bool):
+    def __init__(self, num_classes: int, *, multi_label: bool, label_sets: Sequence[Sequence[int]] | None = None):
+        """``label_sets[i]``: the label set of dataset video i; single-label mAP is then scored against it."""
         self.num_classes = num_classes
         self.multi_label = multi_label
+        self.label_sets = None if multi_label else label_sets
         self._logits: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
+        self._sets: list[torch.Tensor] = []
 
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+    def update(self, logits: torch.Tensor, target: torch.Tensor, indices: Sequence[int] | None = None) -> None:
+        """``indices``: the dataset index of each row (needed for the label sets)."""
         self._logits.append(logits.detach().float().cpu())
         self._targets.append(target.detach().cpu())
+        if self.label_sets is not None and indices is not None:
+            self._sets.append(multi_hot([self.label_sets[i] for i in indices], self.num_classes))
 
-    def state(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(logits, targets, label sets ``[N, K]`` or None when not every row has one)."""
         if not self._logits:
             shape = (0, self.num_classes)
-            return torch.zeros(shape), torch.zeros(shape if self.multi_label else (0,), dtype=torch.long)
-        return torch.cat(self._logits), torch.cat(self._targets)
+            return torch.zeros(shape), torch.zeros(shape if self.multi_label else (0,), dtype=torch.long), None
+        logits, target = torch.cat(self._logits), torch.cat(self._targets)
+        sets = torch.cat(self._sets) if self._sets and sum(len(s) for s in self._sets) == len(logits) else None
+        return logits, target, sets
 
-    def merge(self, states: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def merge(self, states: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
         """Replace the collected data by the union of every rank's (see DistContext.all_gather_objects)."""
         self._logits = [s[0] for s in states]
         self._targets = [s[1] for s in states]
+        self._sets = [s[2] for s in states if s[2] is not None]
 
     def compute(self) -> dict[str, float]:
-        logits, target = self.state()
-        return classification_scores(logits, target, multi_label=self.multi_label)
+        logits, target, sets = self.state()
+        return classification_scores(logits, target, multi_label=self.multi_label, label_sets=sets)
 
 
-def classification_scores(logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool) -> dict[str, float]:
+def multi_hot(label_sets: Sequence[Sequence[int]], num_classes: int) -> torch.Tensor:
+    out = torch.zeros(len(label_sets), num_classes, dtype=torch.long)
+    for row, labels in enumerate(label_sets):
+        out[row, list(labels)] = 1
+    return out
+
+
+def mean_average_precision(scores: torch.Tensor, members: torch.Tensor) -> float:
+    """Per-class AP of ``scores [N, K]`` against 0/1 ``members [N, K]``, averaged over the classes with a
+    positive video (a class absent from the split has no AP; counting it as 0 would punish a small split)."""
+    k = scores.shape[1]
+    with warnings.catch_warnings():  # torchmetrics warns about the absent classes, which are left out below
+        warnings.simplefilter("ignore", UserWarning)
+        ap = multilabel_average_precision(scores, members.long(), num_labels=k, average="none")
+    present = members.sum(dim=0) > 0
+    return float(ap[present].mean()) if bool(present.any()) else float("nan")
+
+
+def classification_scores(logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool,
+                          label_sets: torch.Tensor | None = None) -> dict[str, float]:
+    """top-1 / top-5 against the target, mAP as the module docstring says (``label_sets``: ``[N, K]`` 0/1)."""
     n, k = logits.shape
     if n == 0:
         return {"top1": float("nan"), "top5": float("nan"), "mAP": float("nan"), "videos": 0}
@@ -58,13 +89,13 @@ def classification_scores(logits: torch.Tensor, target: torch.Tensor, *, multi_l
         hits = target.gather(1, ranked) > 0
         top1 = hits[:, 0].float().mean().item()
         top5 = hits.any(dim=1).float().mean().item()
-        ap = multilabel_average_precision(logits.sigmoid(), target, num_labels=k, average="macro")
+        ap = mean_average_precision(logits.sigmoid(), target)
     else:
         target = target.long()
         top1 = multiclass_accuracy(logits, target, num_classes=k, top_k=1, average="micro").item()
         top5 = multiclass_accuracy(logits, target, num_classes=k, top_k=top5_k, average="micro").item()
-        # classes absent from the split have no AP; torchmetrics leaves them out of the macro average
-        ap = multiclass_average_precision(logits.softmax(dim=1), target, num_classes=k, average="macro")
+        members = label_sets if label_sets is not None else torch.nn.functional.one_hot(target, k)
+        ap = mean_average_precision(logits.softmax(dim=1), members)
     return {"top1": 100.0 * top1, "top5": 100.0 * top5, "mAP": 100.0 * float(ap), "videos": int(n)}
 
 

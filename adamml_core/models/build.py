@@ -93,7 +93,8 @@ def _backbone(components: Any, spec: Any, path: str, *, input_shape: tuple[int, 
     except ComponentOptionsError as exc:
         raise ConfigError(str(exc)) from None
     except ConfigError as exc:  # e.g. a pretrained weights file that does not fit: say which config entry
-        raise ConfigError(f"{path}.options: {exc}") from None
+        field = getattr(exc, "field", None)  # the option at fault, when the error names one
+        raise ConfigError(f"{path}.options{'.' + field if field else ''}: {exc}") from None
 
 
 def build_recognizer(cfg: ExperimentConfig, modality: str, segment_shape: tuple[int, ...], num_classes: int,

@@ -1,4 +1,4 @@
-"""ActivityNet v1.3: 200 classes, untrimmed videos, multi-label (the set of a video's annotation labels), mAP."""
+"""ActivityNet v1.3: 200 classes, untrimmed videos, mAP; a video's labels are its annotations' labels, earliest first."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pydantic import Field
 from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
-    AnnotatedVideoDataset,
-    AnnotatedVideoOptions,
     AnnotationError,
     ClassIndex,
     read_lines,
     shipped_annotation,
+    UntrimmedVideoDataset,
+    UntrimmedVideoOptions,
     split_field,
-    unique_sorted,
+    unique_in_order,
 )
 
 CLASS_LIST = "activitynet_v1.3_classes.txt"
@@ -26,7 +26,7 @@ SHIPPED_VAL_LIST = "activitynet_val_list.txt"
 PATTERN_FIELDS = {"video_id": "JDg--pjY5gg"}
 
 
-class ActivityNetOptions(AnnotatedVideoOptions):
+class ActivityNetOptions(UntrimmedVideoOptions):
     PATTERN_FIELDS: ClassVar[dict[str, str]] = PATTERN_FIELDS
 
     root: Path = Field(Path("data/activitynet/videos"), description="folder holding the downloaded videos")
@@ -45,13 +45,11 @@ class ActivityNetOptions(AnnotatedVideoOptions):
     )
 
 
-class ActivityNet(AnnotatedVideoDataset):
-    """ActivityNet v1.3 (200 classes, untrimmed, multi-label, mAP)."""
+class ActivityNet(UntrimmedVideoDataset):
+    """ActivityNet v1.3 (200 classes, untrimmed, mAP; single-label by default, ``labels: multi`` for BCE)."""
 
     CLASS_LIST: ClassVar[str] = CLASS_LIST
     options_model: ClassVar[type[ActivityNetOptions]] = ActivityNetOptions
-    multi_label: ClassVar[bool] = True
-    metric: ClassVar[str] = "mAP"
     options: ActivityNetOptions
 
     def records(self, split: Split) -> list[VideoRecord]:
@@ -77,7 +75,7 @@ class ActivityNet(AnnotatedVideoDataset):
 
 
 def read_official_json(path: Path, subset: str, classes: ClassIndex) -> list[tuple[str, tuple[int, ...]]]:
-    """(YouTube id, label set) of every annotated video of ``subset`` in activity_net.v1-3.min.json."""
+    """(YouTube id, label set, earliest annotation first) of every annotated video of ``subset`` in activity_net.v1-3.min.json."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ActivityNet annotation file not found: {path}")
@@ -93,8 +91,9 @@ def read_official_json(path: Path, subset: str, classes: ClassIndex) -> list[tup
     for video_id, entry in database.items():
         if entry.get("subset") != subset:
             continue
-        annotations = entry.get("annotations") or []
-        labels = unique_sorted(classes.index_of(a["label"], where=f"{path}: video {video_id}") for a in annotations)
+        # earliest segment first: its label is the single-label target (stable for equal starts)
+        annotations = sorted(entry.get("annotations") or [], key=lambda a: float((a.get("segment") or [0.0])[0]))
+        labels = unique_in_order(classes.index_of(a["label"], where=f"{path}: video {video_id}") for a in annotations)
         if labels:  # the testing subset carries no labels: nothing to learn from or score
             out.append((video_id, labels))
     return out
@@ -112,5 +111,5 @@ def read_frame_list(path: Path, classes: ClassIndex) -> list[tuple[str, tuple[in
         video_id = name[2:] if name.startswith("v_") else name
         if not parts[1].isdigit():
             raise AnnotationError(f"{where}: frame count {parts[1]!r} is not a number")
-        out.append((video_id, unique_sorted(classes.check_index(p, where=where) for p in parts[2:])))
+        out.append((video_id, unique_in_order(classes.check_index(p, where=where) for p in parts[2:])))
     return out

@@ -8,7 +8,7 @@ import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Literal, Sequence
 
 from pydantic import Field, field_validator
 
@@ -120,6 +120,14 @@ class ClassIndex:
         return vector
 
 
+def unique_in_order(labels: Iterable[int]) -> tuple[int, ...]:
+    """A video's label set, first-named label first (repeats collapse).
+
+    The first label is the single-label target (``SegmentedVideoDataset.target_of`` takes
+    ``labels[0]``), as AR-Net-style lists put it first and the release trains on one label."""
+    return tuple(dict.fromkeys(labels))
+
+
 def unique_sorted(labels: Iterable[int]) -> tuple[int, ...]:
     """A video's label set: one entry per class, in index order (lists repeat a label per annotated segment)."""
     return tuple(sorted(set(labels)))
@@ -184,3 +192,25 @@ class AnnotatedVideoDataset(VideoDataset):
     def _locator(self) -> VideoLocator:
         # One for the dataset's lifetime: each folder is listed once, whichever split asks.
         return self.new_locator()
+
+
+class UntrimmedVideoOptions(AnnotatedVideoOptions):
+    """Options of the untrimmed mAP datasets (ActivityNet, FCVID, Mini-Sports1M)."""
+
+    labels: Literal["single", "multi"] = Field(
+        "single",
+        description="single: cross-entropy on the video's first label, mAP of softmax scores against its label "
+                    "set (the paper's numbers, as the release trains); multi: BCE on the label set, sigmoid mAP",
+    )
+
+
+class UntrimmedVideoDataset(AnnotatedVideoDataset):
+    """An untrimmed dataset scored by mAP whose label handling is the ``labels`` option."""
+
+    metric: ClassVar[str] = "mAP"
+    options: UntrimmedVideoOptions
+
+    def __init__(self, options: UntrimmedVideoOptions):
+        super().__init__(options)
+        # Per instance: single- or multi-label training is the user's choice, not the dataset's nature.
+        self.multi_label = options.labels == "multi"  # type: ignore[misc]

@@ -1,4 +1,4 @@
-"""FCVID (Fudan-Columbia Video Dataset): 239 classes, multi-label, mAP."""
+"""FCVID (Fudan-Columbia Video Dataset): 239 classes, mAP; single-label training by default (option ``labels``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pydantic import Field
 from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
-    AnnotatedVideoDataset,
-    AnnotatedVideoOptions,
     AnnotationError,
     ClassIndex,
     read_lines,
+    UntrimmedVideoDataset,
+    UntrimmedVideoOptions,
     split_field,
-    unique_sorted,
+    unique_in_order,
 )
 
 CLASS_LIST = "fcvid_classes.txt"
@@ -26,7 +26,7 @@ PATTERN_FIELDS = {"video_id": "GKkdySujico", "class_dir": "guitarPerformance"}
 Entry = tuple[str, str | None, tuple[int, ...]]
 
 
-class FCVIDOptions(AnnotatedVideoOptions):
+class FCVIDOptions(UntrimmedVideoOptions):
     PATTERN_FIELDS: ClassVar[dict[str, str]] = PATTERN_FIELDS
 
     root: Path = Field(Path("data/fcvid/videos"), description="folder holding <class>/<video> files")
@@ -42,13 +42,11 @@ class FCVIDOptions(AnnotatedVideoOptions):
     )
 
 
-class FCVID(AnnotatedVideoDataset):
-    """FCVID (239 classes, multi-label, mAP)."""
+class FCVID(UntrimmedVideoDataset):
+    """FCVID (239 classes, mAP; single-label by default, ``labels: multi`` for BCE)."""
 
     CLASS_LIST: ClassVar[str] = CLASS_LIST
     options_model: ClassVar[type[FCVIDOptions]] = FCVIDOptions
-    multi_label: ClassVar[bool] = True
-    metric: ClassVar[str] = "mAP"
     options: FCVIDOptions
 
     def records(self, split: Split) -> list[VideoRecord]:
@@ -119,5 +117,5 @@ def read_frame_list(path: Path, classes: ClassIndex) -> list[Entry]:
         if len(parts) < 3 or not parts[1].isdigit():
             raise AnnotationError(f"{where}: expected '<class>/<id>,<frames>,<label>[,<label>...]', got {line!r}")
         name, ext = _name_and_extension(parts[0])
-        out.append((name, ext, unique_sorted(classes.check_index(p, where=where) for p in parts[2:])))
+        out.append((name, ext, unique_in_order(classes.check_index(p, where=where) for p in parts[2:])))
     return out

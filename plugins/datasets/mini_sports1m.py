@@ -18,15 +18,15 @@ from adamml_core.atomic import atomic_writer
 from adamml_core.datasets import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
-    AnnotatedVideoDataset,
-    AnnotatedVideoOptions,
     AnnotationError,
     ClassIndex,
     read_class_list,
     read_lines,
     shipped_annotation,
+    UntrimmedVideoDataset,
+    UntrimmedVideoOptions,
     split_field,
-    unique_sorted,
+    unique_in_order,
 )
 
 CLASS_LIST = "sports1m_labels.txt"
@@ -35,7 +35,7 @@ TRAIN_PER_CLASS = 30
 TEST_PER_CLASS = 10
 
 
-class MiniSports1MOptions(AnnotatedVideoOptions):
+class MiniSports1MOptions(UntrimmedVideoOptions):
     PATTERN_FIELDS: ClassVar[dict[str, str]] = PATTERN_FIELDS
 
     root: Path = Field(Path("data/mini_sports1m/videos"), description="folder holding the downloaded videos")
@@ -58,13 +58,11 @@ class MiniSports1MOptions(AnnotatedVideoOptions):
         return value
 
 
-class MiniSports1M(AnnotatedVideoDataset):
-    """Mini-Sports1M (487 Sports-1M classes, 30 train + 10 test per class, mAP)."""
+class MiniSports1M(UntrimmedVideoDataset):
+    """Mini-Sports1M (487 Sports-1M classes, 30 train + 10 test per class, mAP; single-label by default)."""
 
     CLASS_LIST: ClassVar[str] = CLASS_LIST
     options_model: ClassVar[type[MiniSports1MOptions]] = MiniSports1MOptions
-    multi_label: ClassVar[bool] = True
-    metric: ClassVar[str] = "mAP"
     options: MiniSports1MOptions
 
     def records(self, split: Split) -> list[VideoRecord]:
@@ -126,7 +124,7 @@ def read_partition(path: Path, classes: ClassIndex) -> list[tuple[str, str, tupl
             items = json.loads(path.read_text(encoding="utf-8"))
             for i, item in enumerate(items):
                 where = f"{path}: item {i}"
-                labels = unique_sorted(classes.check_index(v, where=where) for v in item["label487"])
+                labels = unique_in_order(classes.check_index(v, where=where) for v in item["label487"])
                 entries.append((str(item["id"]), str(item["id"]), labels))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise AnnotationError(f"{path}: expected a list of {{'id', 'label487': [...]}} objects: {exc}") from None
@@ -136,7 +134,7 @@ def read_partition(path: Path, classes: ClassIndex) -> list[tuple[str, str, tupl
             where = f"{path}:{number}"
             if len(parts) != 2:
                 raise AnnotationError(f"{where}: expected '<url or video id> <label>[,<label>...]', got {line!r}")
-            labels = unique_sorted(classes.check_index(v, where=where) for v in parts[1].split(",") if v)
+            labels = unique_in_order(classes.check_index(v, where=where) for v in parts[1].split(",") if v)
             entries.append((youtube_id(parts[0]), parts[0], labels))
     seen: set[str] = set()
     unique = []
