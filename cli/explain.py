@@ -20,8 +20,9 @@ import typer
 from rich.markup import escape
 
 from adamml_cli.output import console, emit_json, err_console, user_errors
+from adamml_core.media.source import format_notes
 from adamml_cli.predict import (ARGMAX, BATCH, BUDGET, CHECKPOINT, DEVICE, THRESHOLD, WORKERS, collect_videos,
-                                describe_rule, finish, load_predictor, notes_line, predictor_errors, result_progress)
+                                describe_rule, finish, load_predictor, predictor_errors, result_progress)
 
 
 def register(app: typer.Typer) -> None:
@@ -135,7 +136,7 @@ def explain_one(exp: Any, result: Any, target: Path) -> dict[str, Any]:
 
 def _note(summary: dict[str, Any]) -> str:
     label = summary["top_k"][0]
-    notes = notes_line(summary.get("notes") or {})
+    notes = format_notes(summary.get("notes") or {})
     return f"predicted {label['label']} ({label['score']:.2f}), {summary['gflops']:.3g} GFLOPs" + (f"; {notes}" if notes else "")
 
 

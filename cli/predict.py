@@ -23,6 +23,7 @@ import typer
 from rich.markup import escape
 
 from adamml_cli.output import console, err_console, user_errors
+from adamml_core.media.source import format_notes
 
 
 def register(app: typer.Typer) -> None:
@@ -185,7 +186,7 @@ def result_block(result: Any) -> str:
         used = sum(row[k] for row in result.decisions)
         lines.append(f"  {escape(m).ljust(width)}  {marks}   ({used}/{len(result.decisions)})")
     if result.notes:
-        lines.append("  notes: " + escape(notes_line(result.notes)))
+        lines.append("  notes: " + escape(format_notes(result.notes)))
     return "\n".join(lines)
 
 
@@ -197,12 +198,3 @@ def _gflops(value: float) -> str:
 def _share(spent: float, every: float) -> str:
     # above 100% when everything is selected: the policy runs on top of every network
     return f"{spent / every:.0%} of it" if every else "-"
-
-
-def notes_line(notes: dict[str, int]) -> str:
-    """The media's notes for people (``damaged: 3 audio packets; no audio track: silence``)."""
-    try:
-        from adamml_core.media.source import format_notes
-    except ImportError:  # an older media layer: the notes as they are
-        return "; ".join(k if v == 1 else f"{k} ({v})" for k, v in notes.items())
-    return format_notes(notes)

@@ -115,7 +115,7 @@ def test_train_and_eval_commands(data_root, tmp_path):
     assert [s["stage"] for s in summary["stages"]] == ["unimodal", "fusion"]
     ckpt = tmp_path / "cli" / "checkpoints" / "fusion.pt"
     out = runner.invoke(app, ["eval", str(ckpt), "--mode", "all", "--mode", "unimodal:audio", "--mode", "adaptive",
-                              "--budget", "0.0", "--json"])
+                              "--threshold", "0.0", "--json"])
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     modes = [r["mode"] for r in doc["results"]]
