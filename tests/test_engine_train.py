@@ -14,7 +14,6 @@ from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
-from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
