@@ -98,12 +98,12 @@ def predictor_errors() -> Iterator[None]:
 def collect_videos(inputs: list[Path]) -> list[Path]:
     """Files as given (whatever their extension); folders searched recursively for the video extensions."""
     from adamml_core.config import ConfigError
-    from adamml_core.media.formats import VIDEO_EXTENSIONS
+    from adamml_core.media.formats import VIDEO_EXTENSIONS, find_videos
 
     paths: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            found = find_videos(item)
             if not found:
                 raise ConfigError(f"{item}: no videos in this folder (extensions: {' '.join(VIDEO_EXTENSIONS)})")
             paths.extend(found)

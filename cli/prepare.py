@@ -125,7 +125,7 @@ def prepare(
 
 def _gather(sources: list[Path], config: Optional[Path], override: list[str]) -> tuple[list[Path], dict[str, Any]]:
     """The videos to prepare (config's dataset, then the given files and folders) and what the config implies."""
-    from adamml_core.media.prepare import find_videos
+    from adamml_core.media.formats import find_videos
 
     paths: list[Path] = []
     implied: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from adamml_core.media import cache as media_cache
 from adamml_core.media import prepare as prep
 from adamml_core.media.prepare import PrepareSettings, prepare_video, prepare_videos
 from adamml_core.media.container import ContainerSource
+from adamml_core.media.formats import find_videos
 from adamml_core.media.open import open_media
 from adamml_core.media.prepared import PreparedSource
 from adamml_core.plugins import load_plugins
@@ -63,7 +64,7 @@ def dataset(paths, cache_dir=None):
 
 
 def test_prepared_cache_gives_exactly_the_online_tensors(videos, tmp_path):
-    paths = prep.find_videos(videos)
+    paths = find_videos(videos)
     assert [p.name for p in paths] == ["a.mp4", "broken.mp4", "silent.mp4", "vfr.mp4"]
     settings = PrepareSettings(decode_short_side=48)
     results = {r.path: r for r in prepare_videos(paths, tmp_path, settings, modalities=FLOW, workers=2)}
