@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(predict_command)
 
 
-# the options predict and explain share (explain imports them)
+# the arguments and options predict and explain share (explain imports them)
+VIDEOS = typer.Argument(..., help="video files, or folders searched recursively for videos")
 CHECKPOINT = typer.Option(..., "--checkpoint", "-c", help="a checkpoint written by `adamml train` (any of checkpoints/*.pt)")
 BUDGET = typer.Option(None, "--budget-gflops", min=0.0, help="mean GFLOPs per video to spend: per-modality thresholds chosen on the checkpoint's calibration videos")
 THRESHOLD = typer.Option(None, "--threshold", min=0.0, max=1.0, help="select a modality when P(select) >= this (lower = more computation)")
@@ -41,7 +42,7 @@ DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
 
 
 def predict_command(
-    videos: list[Path] = typer.Argument(..., help="video files, or folders searched recursively for videos"),
+    videos: list[Path] = VIDEOS,
     checkpoint: Path = CHECKPOINT,
     budget_gflops: float = BUDGET,
     threshold: float = THRESHOLD,
@@ -55,10 +56,9 @@ def predict_command(
     """Top-k labels, the modalities used on each segment and the GFLOPs spent, for each of your videos."""
     with user_errors(), predictor_errors():
         paths = collect_videos(videos)
-        predictor, info = load_predictor(checkpoint, budget_gflops=budget_gflops, threshold=threshold, argmax=argmax,
-                                         top_k=top_k, batch_size=batch_size, workers=workers, device=device)
-        if not json_output:
-            err_console.print(f"{len(paths)} video(s); decision rule: {describe_rule(info)}", highlight=False)
+        predictor = start_predictor(paths, checkpoint, quiet=json_output, budget_gflops=budget_gflops,
+                                    threshold=threshold, argmax=argmax, top_k=top_k, batch_size=batch_size,
+                                    workers=workers, device=device)[0]
         read = 0
         with result_progress(not json_output, len(paths)) as advance:
             for result in predictor.predict(paths):
@@ -136,6 +136,14 @@ def load_predictor(checkpoint: Path, *, budget_gflops: float | None, threshold: 
     options = PipelineOptions(batch_size=batch_size, workers=exp.cfg.runtime.workers if workers is None else workers,
                               device=dev)
     return Predictor(system, exp, rule=rule, options=options, top_k=top_k), info
+
+
+def start_predictor(paths: list[Path], checkpoint: Path, *, quiet: bool, **choices: Any) -> tuple[Any, dict[str, Any]]:
+    """:func:`load_predictor` (``choices``: its keyword arguments), and the line that says what will run."""
+    predictor, info = load_predictor(checkpoint, **choices)
+    if not quiet:
+        err_console.print(f"{len(paths)} video(s); decision rule: {describe_rule(info)}", highlight=False)
+    return predictor, info
 
 
 def describe_rule(info: dict[str, Any]) -> str:

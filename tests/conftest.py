@@ -28,6 +28,16 @@ def data_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny_experiment(data_root, tmp_path_factory):
+    """(experiment, untrained system in eval mode, seeded 0) of the tiny config: what inference tests run on."""
+    from adamml_core.engine.experiment import build_experiment
+
+    torch.manual_seed(0)
+    exp = build_experiment(tiny_config(data_root, tmp_path_factory.mktemp("tiny-out")), components=builtin_components())
+    return exp, exp.build_system().eval()
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a whole module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``),
     the previous count restored after."""

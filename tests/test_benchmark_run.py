@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from adamml_cli.bench_run import BenchmarkError, parse_selection
 from adamml_core.engine.bench import random_decider
-from engine_configs import TINY, builtin_components, tiny_config
+from engine_configs import TINY
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +89,11 @@ def test_random_decisions_follow_the_rates_from_a_fixed_seed():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(data_root, tmp_path_factory):
-    """An untrained tiny system on four videos of the tiny dataset: timing needs no training."""
+def tiny_run(tiny_experiment):
+    """The untrained tiny system on four videos of the tiny dataset: timing needs no training."""
     from adamml_core.cost_model import CostModel
-    from adamml_core.engine.experiment import build_experiment
 
-    torch.manual_seed(0)
-    exp = build_experiment(tiny_config(data_root, tmp_path_factory.mktemp("bench-out")), components=builtin_components())
-    system = exp.build_system().eval()
+    exp, system = tiny_experiment
     costs = CostModel.from_system(system, exp.modalities, exp.policy_views, exp.cfg.sampling.test_segments)
     return exp, system, exp.records["train"][:4], costs
 
