@@ -19,7 +19,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from adamml_cli.output import console, emit_json, err_console, user_errors
+from adamml_cli.output import console, emit_json, user_errors
 from adamml_core.media.source import format_notes
 from adamml_cli.predict import (ARGMAX, BATCH, BUDGET, CHECKPOINT, DEVICE, THRESHOLD, VIDEOS, WORKERS, collect_videos,
                                 finish, predictor_errors, result_progress, start_predictor)
