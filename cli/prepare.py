@@ -202,7 +202,7 @@ def _print_notes(results: list[Any]) -> None:
     """Prepared videos with damaged packets or no audio track: usable, but the user should know."""
     from adamml_core.media.source import format_notes
 
-    noted = [[r.path, format_notes(r.notes)] for r in results if getattr(r, "notes", None)]
+    noted = [[r.path, format_notes(r.notes)] for r in results if r.notes]
     if noted:
         console.print(table("Prepared with notes (usable)", ["video", "notes"], noted))
 
