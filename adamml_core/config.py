@@ -90,7 +90,7 @@ class PolicyConfig(StrictModel):
     final_temperature: PositiveFloat | None = Field(
         None, description="anneal the Gumbel temperature geometrically from initial_temperature so that the last "
         "epoch of a temperature-stepping stage (alternating) trains at this value (overrides temperature_decay); "
-        "null: multiply by temperature_decay every epoch (issue 13, experimental)"
+        "null: multiply by temperature_decay every epoch (experimental; docs/training.md)"
     )
     threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="inference: select when P(select) >= threshold (budget knob); null: argmax"
@@ -114,7 +114,7 @@ class LossConfig(StrictModel):
     gamma: NonNegativeFloat = 10.0
     efficiency_from_costs: PositiveFloat | None = Field(
         None, description="derive lambda_k = this x counted per-segment cost of k's recognition network / the largest "
-        "one (overrides efficiency_weights); null: use efficiency_weights (issue 13, experimental)"
+        "one (overrides efficiency_weights); null: use efficiency_weights (experimental; docs/training.md)"
     )
 
 

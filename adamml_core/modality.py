@@ -188,13 +188,7 @@ class Modality(PolicyView):
     def recognition_frames(self, segment: Segment) -> Sequence[int]:
         """Frame indices :meth:`load` reads for ``segment`` (see :meth:`PolicyView.policy_frames`:
         the same rule, for the recognition input). Default: none."""
-        if type(self).frames_needed is not Modality.frames_needed:  # a plugin written before the split
-            return self.frames_needed(segment)
         return ()
-
-    def frames_needed(self, segment: Segment) -> Sequence[int]:
-        """Old name of :meth:`recognition_frames` (kept for callers written before the split)."""
-        return self.recognition_frames(segment)
 
     # ------------------------------------------------------------------ offline cache
 

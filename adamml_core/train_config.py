@@ -81,7 +81,7 @@ class PolicyPretrainConfig(StageConfig):
     pooling: Literal["video", "segment"] = Field(
         "video", description="video: classify the label from the branch's features averaged over the segments; "
         "segment: classify it from every segment's features alone (cross-entropy averaged over segments), so that "
-        "a feature must show what its own segment holds (docs/training.md, issue 13)",
+        "a feature must show what its own segment holds (docs/training.md)",
     )
 
 

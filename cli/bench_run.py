@@ -18,9 +18,6 @@ import typer
 from adamml_core.config import ConfigError
 from adamml_cli.output import console, emit_json, err_console, table, user_errors
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv"}
-
-
 class BenchmarkError(ConfigError):
     """A bad option of ``adamml benchmark run``; the message says what is allowed (reported like a config error)."""
 
@@ -54,12 +51,15 @@ def parse_selection(text: str | None, ratio: float | None, names: list[str]) -> 
     return rates
 
 
-def find_videos(source: Path, limit: int | None) -> list[Path]:
+def source_videos(source: Path, limit: int | None) -> list[Path]:
+    """The first ``limit`` videos under ``--source`` (all without a limit)."""
+    from adamml_core.media.formats import VIDEO_EXTENSIONS, find_videos
+
     if not source.is_dir():
         raise BenchmarkError(f"--source: not a folder: {source}")
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    files = find_videos(source)
     if not files:
-        raise BenchmarkError(f"--source: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) under {source}")
+        raise BenchmarkError(f"--source: no video files ({' '.join(VIDEO_EXTENSIONS)}) under {source}")
     return files[:limit] if limit else files
 
 
@@ -146,7 +146,7 @@ def run_command(
         names = list(system.modalities)
         method_list = _methods(methods, names)
         decide, rates = _decider(system, learned, parse_selection(selection, selection_ratio, names), seed)
-        paths = find_videos(source, videos) if source else generate_videos(Path(tmp), videos or 8, clip_seconds)
+        paths = source_videos(source, videos) if source else generate_videos(Path(tmp), videos or 8, clip_seconds)
         options = _pipeline_options(batch_size, workers, keep, dev, FastPath(channels_last=channels_last, autocast=autocast,
                                                                            compile=compile_))
         settings = BenchSettings(methods=method_list, repeats=repeats, options=options, warmup_videos=warmup,

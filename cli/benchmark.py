@@ -1,4 +1,4 @@
-"""``adamml benchmark media``: how fast each modality loads and transforms one segment on this machine.
+"""``adamml benchmark media``: how fast each modality loads and transforms one segment on the machine it runs on.
 
 Each measurement opens the video afresh, so decoding counts; segments are the
 test segments of the video (C = 10 by default). Optical flow is measured per
@@ -17,7 +17,7 @@ import typer
 
 from adamml_cli.output import console, emit_json, table, user_errors
 
-benchmark_app = typer.Typer(help="Measure the speed of parts of the pipeline on this machine.", no_args_is_help=True)
+benchmark_app = typer.Typer(help="Measure the speed of parts of the pipeline on the machine it runs on.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -85,9 +85,8 @@ def check_manifest(out: Path, base: dict[str, Any], source: Path | None, baselin
     if found.get("from") != wanted["from"]:
         raise ConfigError(f"--out {out}: holds a compare made with --from {found.get('from')}, not {wanted['from']}; "
                           "use another --out or remove that folder")
-    # a folder from before the joint baselines trained them frozen
-    if found.get("baselines", "frozen") != baselines:
-        raise ConfigError(f"--out {out}: holds a compare with --baselines {found.get('baselines', 'frozen')}, not "
+    if found.get("baselines") != baselines:
+        raise ConfigError(f"--out {out}: holds a compare with --baselines {found.get('baselines')}, not "
                           f"{baselines}; use another --out or remove that folder")
     changed = differences(found.get("config") or {}, wanted["config"])
     if changed:

@@ -34,7 +34,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "sampling": {"train_segments": 5, "test_segments": 5, "frames_per_segment": 4, "frame_stride": 4,
                  "decode_short_side": 96},
     "recognition": {
-        # dropout as before issue 19 (the release's 0.5 is the default now): the demo's numbers stay as measured
+        # not the release's dropout 0.5 (the default): the demo's numbers were measured with these
         "rgb": {"backbone": {"name": "resnet50_tsn", "options": {"depth": 18, "width": 16, "dropout": 0.0}}},
         "audio": {"backbone": {"name": "mobilenet_v2", "options": {"width_mult": 0.5, "dropout": 0.2}}},
     },
@@ -46,11 +46,11 @@ DEMO_CONFIG: dict[str, Any] = {
         "mlp_dim": 128,
         "hidden_size": 64,
         "final_temperature": 1.0,
-        "view_crop": "independent",  # as before issue 19 (default: shared, the paper's)
+        "view_crop": "independent",  # as the demo was measured (default: shared, the paper's)
     },
     "fusion": {"name": "weighted"},
     # lambda_k = 0.1 x cost_k / max cost from the counted costs (rgb 0.1, audio ~0.027): rgb costs ~3.7x audio
-    # here, not ~47x as with the paper's networks (docs/training.md, issue 13 experiments)
+    # here, not ~47x as with the paper's networks (docs/training.md)
     "loss": {"efficiency_weights": {"rgb": 0.25, "audio": 0.05}, "gamma": 10.0, "efficiency_from_costs": 0.1},
     "train": {
         # policy_distill gives every decision a direct target: the frozen networks' own probability of
@@ -74,7 +74,7 @@ DEMO_CONFIG: dict[str, Any] = {
         "fused_average": "selected",
         "decision_rule": "rate_matched",
         "policy_batchnorm": "recalibrate",
-        # as before issue 19 (defaults: the release's train-mode BatchNorm and best over alternating + fine-tuning)
+        # as the demo was measured (defaults: the release's train-mode BatchNorm and best over alternating + fine-tuning)
         "frozen_batchnorm": "eval",
         "best_model": "alternating",
         "validate_stages": False,

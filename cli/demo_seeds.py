@@ -5,7 +5,7 @@ few points (docs/training.md), so the claim is judged on the mean and on the wor
 The dataset is the same for every seed (it has its own ``dataset.options.seed``); only
 the training run's seed changes. Each seed trains into ``<output>/seed-<s>``.
 
-The targets checked are those of the demo's efficiency claim (issue 13): AdaMML's mean
+The targets checked are those of the demo's efficiency claim (docs/training.md): AdaMML's mean
 top-1 at least weighted fusion's, at no more than 45% of its GFLOPs, no seed more than 2
 points below its own fusion, and a mean informative precision of at least 75% for every
 modality the policy was asked to be frugal with (the non-cheapest ones).

@@ -21,7 +21,6 @@ def evaluate_command(
     rates: str = typer.Option(None, "--rates", help="random: per-modality selection rates, e.g. rgb=0.3,audio=0.8 (seeded by the config's runtime.seed)"),
     budget_gflops: float = typer.Option(None, "--budget-gflops", min=0.0, help="adaptive: per-modality thresholds chosen so that the mean GFLOPs per video on the calibration videos is at most this"),
     threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="adaptive: select a modality when P(select) >= this (lower = more computation)"),
-    budget: float = typer.Option(None, "--budget", min=0.0, max=1.0, hidden=True, help="old name of --threshold"),
     argmax: bool = typer.Option(False, "--argmax", help="adaptive: argmax decisions even when the checkpoint holds calibrated (rate-matched) thresholds"),
     sweep: bool = typer.Option(False, "--sweep", help="evaluate at --points budgets from the minimum to the all-modalities cost; write sweep.png and sweep.json"),
     points: int = typer.Option(9, "--points", min=2, help="--sweep: number of budgets"),
@@ -42,7 +41,6 @@ def evaluate_command(
     from adamml_core.engine.distributed import setup
     from adamml_core.engine.evaluator import Evaluator, parse_mode
 
-    threshold = threshold if threshold is not None else budget
     with user_errors(), engine_errors(), budget_errors():
         if sweep and (budget_gflops is not None or threshold is not None or report is not None):
             raise typer.BadParameter("--sweep chooses its own budgets; leave out --budget-gflops, --threshold and --report")

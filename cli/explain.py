@@ -19,9 +19,10 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from adamml_cli.output import console, emit_json, err_console, user_errors
-from adamml_cli.predict import (ARGMAX, BATCH, BUDGET, CHECKPOINT, DEVICE, THRESHOLD, WORKERS, collect_videos,
-                                describe_rule, finish, load_predictor, notes_line, predictor_errors, result_progress)
+from adamml_cli.output import console, emit_json, user_errors
+from adamml_core.media.source import format_notes
+from adamml_cli.predict import (ARGMAX, BATCH, BUDGET, CHECKPOINT, DEVICE, THRESHOLD, VIDEOS, WORKERS, collect_videos,
+                                finish, predictor_errors, result_progress, start_predictor)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
 
 def explain_command(
-    videos: list[Path] = typer.Argument(..., help="video files, or folders searched recursively for videos"),
+    videos: list[Path] = VIDEOS,
     checkpoint: Path = CHECKPOINT,
     out: Path = typer.Option(..., "--out", "-o", help="FILE.png for one video; a folder (or FOLDER/index.html) for several"),
     budget_gflops: float = BUDGET,
@@ -46,10 +47,9 @@ def explain_command(
     with user_errors(), predictor_errors():
         paths = collect_videos(videos)
         single, folder = output_target(videos, paths, out)
-        predictor, info = load_predictor(checkpoint, budget_gflops=budget_gflops, threshold=threshold, argmax=argmax,
-                                         top_k=5, batch_size=batch_size, workers=workers, device=device)
-        if not json_output:
-            err_console.print(f"{len(paths)} video(s); decision rule: {describe_rule(info)}", highlight=False)
+        predictor, info = start_predictor(paths, checkpoint, quiet=json_output, budget_gflops=budget_gflops,
+                                          threshold=threshold, argmax=argmax, top_k=5, batch_size=batch_size,
+                                          workers=workers, device=device)
         names = FigureNames(folder)
         entries, summaries = [], []
         with result_progress(not json_output, len(paths)) as advance:
@@ -135,7 +135,7 @@ def explain_one(exp: Any, result: Any, target: Path) -> dict[str, Any]:
 
 def _note(summary: dict[str, Any]) -> str:
     label = summary["top_k"][0]
-    notes = notes_line(summary.get("notes") or {})
+    notes = format_notes(summary.get("notes") or {})
     return f"predicted {label['label']} ({label['score']:.2f}), {summary['gflops']:.3g} GFLOPs" + (f"; {notes}" if notes else "")
 
 

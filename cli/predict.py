@@ -23,13 +23,15 @@ import typer
 from rich.markup import escape
 
 from adamml_cli.output import console, err_console, user_errors
+from adamml_core.media.source import format_notes
 
 
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict_command)
 
 
-# the options predict and explain share (explain imports them)
+# the arguments and options predict and explain share (explain imports them)
+VIDEOS = typer.Argument(..., help="video files, or folders searched recursively for videos")
 CHECKPOINT = typer.Option(..., "--checkpoint", "-c", help="a checkpoint written by `adamml train` (any of checkpoints/*.pt)")
 BUDGET = typer.Option(None, "--budget-gflops", min=0.0, help="mean GFLOPs per video to spend: per-modality thresholds chosen on the checkpoint's calibration videos")
 THRESHOLD = typer.Option(None, "--threshold", min=0.0, max=1.0, help="select a modality when P(select) >= this (lower = more computation)")
@@ -40,7 +42,7 @@ DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
 
 
 def predict_command(
-    videos: list[Path] = typer.Argument(..., help="video files, or folders searched recursively for videos"),
+    videos: list[Path] = VIDEOS,
     checkpoint: Path = CHECKPOINT,
     budget_gflops: float = BUDGET,
     threshold: float = THRESHOLD,
@@ -54,10 +56,9 @@ def predict_command(
     """Top-k labels, the modalities used on each segment and the GFLOPs spent, for each of your videos."""
     with user_errors(), predictor_errors():
         paths = collect_videos(videos)
-        predictor, info = load_predictor(checkpoint, budget_gflops=budget_gflops, threshold=threshold, argmax=argmax,
-                                         top_k=top_k, batch_size=batch_size, workers=workers, device=device)
-        if not json_output:
-            err_console.print(f"{len(paths)} video(s); decision rule: {describe_rule(info)}", highlight=False)
+        predictor = start_predictor(paths, checkpoint, quiet=json_output, budget_gflops=budget_gflops,
+                                    threshold=threshold, argmax=argmax, top_k=top_k, batch_size=batch_size,
+                                    workers=workers, device=device)[0]
         read = 0
         with result_progress(not json_output, len(paths)) as advance:
             for result in predictor.predict(paths):
@@ -97,12 +98,12 @@ def predictor_errors() -> Iterator[None]:
 def collect_videos(inputs: list[Path]) -> list[Path]:
     """Files as given (whatever their extension); folders searched recursively for the video extensions."""
     from adamml_core.config import ConfigError
-    from adamml_core.media.formats import VIDEO_EXTENSIONS
+    from adamml_core.media.formats import VIDEO_EXTENSIONS, find_videos
 
     paths: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            found = find_videos(item)
             if not found:
                 raise ConfigError(f"{item}: no videos in this folder (extensions: {' '.join(VIDEO_EXTENSIONS)})")
             paths.extend(found)
@@ -135,6 +136,14 @@ def load_predictor(checkpoint: Path, *, budget_gflops: float | None, threshold: 
     options = PipelineOptions(batch_size=batch_size, workers=exp.cfg.runtime.workers if workers is None else workers,
                               device=dev)
     return Predictor(system, exp, rule=rule, options=options, top_k=top_k), info
+
+
+def start_predictor(paths: list[Path], checkpoint: Path, *, quiet: bool, **choices: Any) -> tuple[Any, dict[str, Any]]:
+    """:func:`load_predictor` (``choices``: its keyword arguments), and the line that says what will run."""
+    predictor, info = load_predictor(checkpoint, **choices)
+    if not quiet:
+        err_console.print(f"{len(paths)} video(s); decision rule: {describe_rule(info)}", highlight=False)
+    return predictor, info
 
 
 def describe_rule(info: dict[str, Any]) -> str:
@@ -185,7 +194,7 @@ def result_block(result: Any) -> str:
         used = sum(row[k] for row in result.decisions)
         lines.append(f"  {escape(m).ljust(width)}  {marks}   ({used}/{len(result.decisions)})")
     if result.notes:
-        lines.append("  notes: " + escape(notes_line(result.notes)))
+        lines.append("  notes: " + escape(format_notes(result.notes)))
     return "\n".join(lines)
 
 
@@ -197,12 +206,3 @@ def _gflops(value: float) -> str:
 def _share(spent: float, every: float) -> str:
     # above 100% when everything is selected: the policy runs on top of every network
     return f"{spent / every:.0%} of it" if every else "-"
-
-
-def notes_line(notes: dict[str, int]) -> str:
-    """The media's notes for people (``damaged: 3 audio packets; no audio track: silence``)."""
-    try:
-        from adamml_core.media.source import format_notes
-    except ImportError:  # an older media layer: the notes as they are
-        return "; ".join(k if v == 1 else f"{k} ({v})" for k, v in notes.items())
-    return format_notes(notes)

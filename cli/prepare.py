@@ -125,7 +125,7 @@ def prepare(
 
 def _gather(sources: list[Path], config: Optional[Path], override: list[str]) -> tuple[list[Path], dict[str, Any]]:
     """The videos to prepare (config's dataset, then the given files and folders) and what the config implies."""
-    from adamml_core.media.prepare import find_videos
+    from adamml_core.media.formats import find_videos
 
     paths: list[Path] = []
     implied: dict[str, Any] = {}
@@ -202,7 +202,7 @@ def _print_notes(results: list[Any]) -> None:
     """Prepared videos with damaged packets or no audio track: usable, but the user should know."""
     from adamml_core.media.source import format_notes
 
-    noted = [[r.path, format_notes(r.notes)] for r in results if getattr(r, "notes", None)]
+    noted = [[r.path, format_notes(r.notes)] for r in results if r.notes]
     if noted:
         console.print(table("Prepared with notes (usable)", ["video", "notes"], noted))
 

@@ -61,6 +61,35 @@ def stacked_indices(locations: Sequence[int], stack: int, num_frames: int) -> li
     return [[min(loc + d, last) for d in range(stack + 1)] for loc in locations]
 
 
+class _Stacked:
+    """Policy input of a view that stacks ``stack`` steps of ``step_channels`` channels at each policy location
+    (flow: an x/y pair per step; RGBDiff: an RGB difference): its shape and the frames it reads."""
+
+    step_channels: ClassVar[int]
+    options: Any
+    sampling: Any
+
+    def policy_shape(self) -> tuple[int, ...]:
+        p = self.options.policy_size
+        return (max(1, self.sampling.frames_per_segment // 2), self.step_channels * self.options.stack, p, p)
+
+    def policy_frames(self, segment: Segment) -> Sequence[int]:
+        groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
+        return sorted({i for g in groups for i in g})
+
+
+class _StackedModality(_Stacked):
+    """The same for the recognition input, at every frame location of the segment."""
+
+    def segment_shape(self) -> tuple[int, ...]:
+        s = self.options.crop_size
+        return (self.sampling.frames_per_segment, self.step_channels * self.options.stack, s, s)
+
+    def recognition_frames(self, segment: Segment) -> Sequence[int]:
+        groups = stacked_indices(segment.frame_indices, self.options.stack, segment.num_frames)
+        return sorted({i for g in groups for i in g})
+
+
 class FlowOptions(FrameOptions):
     """Optical flow: algorithm, bound, frames stacked per location, threads, cache."""
 
@@ -78,7 +107,7 @@ class FlowOptions(FrameOptions):
     )
 
 
-class FlowModality(Modality):
+class FlowModality(_StackedModality, Modality):
     """TV-L1 optical flow (DIS / Farneback optional), 5 stacked x/y pairs per location."""
 
     options_model = FlowOptions
@@ -86,22 +115,7 @@ class FlowModality(Modality):
     default_policy_backbone = {"name": "mobilenet_v2"}
     default_proxy = "rgbdiff"
     options: FlowOptions
-
-    def segment_shape(self) -> tuple[int, ...]:
-        s = self.options.crop_size
-        return (self.sampling.frames_per_segment, 2 * self.options.stack, s, s)
-
-    def policy_shape(self) -> tuple[int, ...]:
-        p = self.options.policy_size
-        return (max(1, self.sampling.frames_per_segment // 2), 2 * self.options.stack, p, p)
-
-    def recognition_frames(self, segment: Segment) -> Sequence[int]:
-        groups = stacked_indices(segment.frame_indices, self.options.stack, segment.num_frames)
-        return sorted({i for g in groups for i in g})
-
-    def policy_frames(self, segment: Segment) -> Sequence[int]:
-        groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
-        return sorted({i for g in groups for i in g})
+    step_channels = 2
 
     def prepare_key(self) -> str:
         # Flow depends on the algorithm and the decode size only (bound, stack and crops are applied after).
@@ -189,19 +203,10 @@ def rgbdiff_stack(media: MediaSource, segment: Segment, locations: Sequence[int]
     return normalize_rgb(np.stack(out)).astype(np.float32)
 
 
-class RGBDiffProxy(Proxy):
-    """Stacked RGB frame differences: the policy's cheap stand-in for optical flow."""
+class _RGBDiffPolicy(_Stacked):
+    """RGBDiff's policy input: the proxy's and the RGBDiff modality's own."""
 
-    options_model = RGBDiffOptions
-    options: RGBDiffOptions
-
-    def policy_shape(self) -> tuple[int, ...]:
-        p = self.options.policy_size
-        return (max(1, self.sampling.frames_per_segment // 2), 3 * self.options.stack, p, p)
-
-    def policy_frames(self, segment: Segment) -> Sequence[int]:
-        groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
-        return sorted({i for g in groups for i in g})
+    step_channels = 3
 
     def load_policy(self, media, segment, *, train, rng=None):
         plan = self.options.plan(rng, train=train, policy=True)
@@ -209,7 +214,14 @@ class RGBDiffProxy(Proxy):
         return torch.from_numpy(to_chw(stack))
 
 
-class RGBDiffModality(Modality):
+class RGBDiffProxy(_RGBDiffPolicy, Proxy):
+    """Stacked RGB frame differences: the policy's cheap stand-in for optical flow."""
+
+    options_model = RGBDiffOptions
+    options: RGBDiffOptions
+
+
+class RGBDiffModality(_StackedModality, _RGBDiffPolicy, Modality):
     """Stacked RGB differences as a recognition modality (the supplementary's Table 2 compares it with flow)."""
 
     options_model = RGBDiffOptions
@@ -218,30 +230,9 @@ class RGBDiffModality(Modality):
     default_proxy = None
     options: RGBDiffOptions
 
-    def segment_shape(self) -> tuple[int, ...]:
-        s = self.options.crop_size
-        return (self.sampling.frames_per_segment, 3 * self.options.stack, s, s)
-
-    def policy_shape(self) -> tuple[int, ...]:
-        p = self.options.policy_size
-        return (max(1, self.sampling.frames_per_segment // 2), 3 * self.options.stack, p, p)
-
-    def recognition_frames(self, segment: Segment) -> Sequence[int]:
-        groups = stacked_indices(segment.frame_indices, self.options.stack, segment.num_frames)
-        return sorted({i for g in groups for i in g})
-
-    def policy_frames(self, segment: Segment) -> Sequence[int]:
-        groups = stacked_indices(policy_locations(segment.frame_indices), self.options.stack, segment.num_frames)
-        return sorted({i for g in groups for i in g})
-
     def load(self, media, segment, *, train, rng=None):
         plan = self.options.plan(rng, train=train, policy=False)
         return torch.from_numpy(to_chw(rgbdiff_stack(media, segment, segment.frame_indices, self.options.stack, plan)))
-
-    def load_policy(self, media, segment, *, train, rng=None):
-        plan = self.options.plan(rng, train=train, policy=True)
-        stack = rgbdiff_stack(media, segment, policy_locations(segment.frame_indices), self.options.stack, plan)
-        return torch.from_numpy(to_chw(stack))
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""Stage ``policy_distill`` (issue 13, experimental; not in the paper): a direct per-segment target for the policy.
+"""Stage ``policy_distill`` (experimental; not in the paper): a direct per-segment target for the policy.
 
 The alternating stage's straight-through signal is weak and late for a policy head that starts
 from random weights (in the demo it settled on one modality everywhere). This stage gives the

@@ -11,7 +11,7 @@ fusion         late-fusion weights over the frozen unimodal networks, CE;       
 joint          recognition networks + fusion end to end, every modality on      train.joint (the release's
                every segment, from the unimodal networks, CE                    train_joint.py)
 policy_        the whole policy, recognition frozen: BCE of each decision       train.policy_distill
-distill        towards the networks' own per-segment correctness (issue 13)     (not in paper)
+distill        towards the networks' own per-segment correctness                (not in paper)
 warmup         recognition networks + fusion behind the frozen policy, CE       train.warmup
 alternating    recognition pass (policy frozen, CE); ``policy_passes`` policy   train.alternating
                passes (recognition frozen, CE + the ``efficiency`` term);
@@ -67,7 +67,7 @@ class PolicyPretrainForward:
 
     ``pooling="segment"`` scores every segment's features alone against the video's label: a
     segment that does not show the label cannot be classified, so the branch has to encode what
-    its own segment holds, which is what the policy later decides on (docs/training.md, issue 13).
+    its own segment holds, which is what the policy later decides on (docs/training.md).
     """
 
     provides = frozenset({"stats"})

@@ -34,6 +34,7 @@ from adamml_plugins.synthetic_media import (
     plan_regions,
     write_videos,
 )
+from adamml_plugins.synthetic_truth import GroundTruth
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "adamml-synthetic/1"
@@ -171,7 +172,9 @@ class SyntheticDataset(VideoDataset):
         )
         self.prepare_stats: dict[str, Any] = {}
         self._plans = {split: self._plan_split(split) for split in SPLITS}
-        self._by_id = {plan.video_id: plan for plans in self._plans.values() for plan in plans}
+        self.truth = GroundTruth({plan.video_id: plan for plans in self._plans.values() for plan in plans},
+                                 fps=self.spec.fps, num_frames=num_frames, cue_modalities=options.cue_modalities,
+                                 min_overlap=options.min_overlap, name=self.folder.name)
 
     # ----------------------------------------------------------------- the contract
 
@@ -208,35 +211,18 @@ class SyntheticDataset(VideoDataset):
             "seconds": round(time.perf_counter() - started, 3),
         }
 
-    # ----------------------------------------------------------------- ground truth
+    # ----------------------------------------------------------------- ground truth (synthetic_truth.py)
 
     def plan(self, record_or_video_id: VideoRecord | str) -> VideoPlan:
-        video_id = getattr(record_or_video_id, "video_id", record_or_video_id)
-        try:
-            return self._by_id[video_id]  # type: ignore[index]
-        except KeyError:
-            raise KeyError(f"video '{video_id}' is not in synthetic dataset {self.folder.name}") from None
+        return self.truth.plan(record_or_video_id)
 
     def informative_cues(self, record_or_video_id: VideoRecord | str, t0: float, t1: float) -> set[str]:
         """Cues covering at least ``min_overlap`` of the window ``[t0, t1)`` seconds."""
-        plan = self.plan(record_or_video_id)
-        t0, t1 = max(0.0, t0), min(self.spec.num_frames / self.spec.fps, t1)
-        if t1 <= t0:
-            return set()
-        covered = dict.fromkeys(CUES, 0.0)
-        for region in plan.regions:
-            start, end = region.start_frame / self.spec.fps, region.end_frame / self.spec.fps
-            overlap = min(end, t1) - max(start, t0)
-            if overlap > 0:
-                for cue in region.cues:
-                    covered[cue] += overlap
-        need = self.options.min_overlap * (t1 - t0) - 1e-9
-        return {cue for cue, seconds in covered.items() if seconds >= need and seconds > 0}
+        return self.truth.cues(record_or_video_id, t0, t1)
 
     def informative(self, record_or_video_id: VideoRecord | str, t0: float, t1: float) -> set[str]:
         """Names of the modalities that can read the label in ``[t0, t1)`` seconds (see ``cue_modalities``)."""
-        cues = self.informative_cues(record_or_video_id, t0, t1)
-        return {m for cue in cues for m in self.options.cue_modalities.get(cue, [])}
+        return self.truth.modalities_of(self.truth.cues(record_or_video_id, t0, t1))
 
     def informative_mask(
         self, records: Sequence[VideoRecord], segments_per_video: Sequence[Sequence[Any]], modality_names: Sequence[str]
@@ -245,16 +231,7 @@ class SyntheticDataset(VideoDataset):
 
         Every video must have the same number of segments.
         """
-        counts = {len(segments) for segments in segments_per_video}
-        if len(counts) > 1:
-            raise ValueError(f"videos have different numbers of segments: {sorted(counts)}")
-        truth = np.zeros((len(records), counts.pop() if counts else 0, len(modality_names)), dtype=bool)
-        for b, (record, segments) in enumerate(zip(records, segments_per_video, strict=True)):
-            for c, segment in enumerate(segments):
-                frames = segment.frame_indices
-                useful = self.informative(record, frames[0] / segment.fps, (frames[-1] + 1) / segment.fps)
-                truth[b, c] = [m in useful for m in modality_names]
-        return truth
+        return self.truth.mask(records, segments_per_video, modality_names)
 
     def selection_quality(
         self, records: Sequence[VideoRecord], segments_per_video: Sequence[Sequence[Any]], decisions: Any, modality_names: Sequence[str]
@@ -269,21 +246,7 @@ class SyntheticDataset(VideoDataset):
         share of what was informative (``None`` when undefined), the same per modality,
         and ``oracle_ratio``: the share of items an oracle policy would select.
         """
-        chosen = _as_bool_array(decisions)
-        if chosen.ndim != 3 or chosen.shape[0] != len(records) or chosen.shape[2] != len(modality_names):
-            raise ValueError(
-                f"decisions of shape {tuple(chosen.shape)} do not match {len(records)} videos x segments x "
-                f"{len(modality_names)} modalities {list(modality_names)}"
-            )
-        truth = self.informative_mask(records, segments_per_video, modality_names) if len(records) else np.zeros_like(chosen)
-        if truth.shape != chosen.shape:
-            raise ValueError(f"decisions of shape {tuple(chosen.shape)} do not match the segments, {tuple(truth.shape)}")
-        quality = _scores(chosen, truth)
-        quality["per_modality"] = {m: _scores(chosen[..., k], truth[..., k]) for k, m in enumerate(modality_names)}
-        empty = ~truth.any(axis=2)
-        quality["uninformative_segments"] = int(empty.sum())
-        quality["uninformative_segments_skipped"] = int((empty & ~chosen.any(axis=2)).sum())
-        return quality
+        return self.truth.quality(records, segments_per_video, decisions, modality_names)
 
     # ----------------------------------------------------------------- plans and files
 
@@ -292,7 +255,7 @@ class SyntheticDataset(VideoDataset):
         fps = self.spec.fps
 
         def region_doc(region: Region) -> dict[str, Any]:
-            modalities = sorted({m for cue in region.cues for m in self.options.cue_modalities.get(cue, [])})
+            modalities = self.truth.region_modalities(region)
             doc = {"start": region.start_frame / fps, "end": region.end_frame / fps, "cues": list(region.cues)}
             return {**doc, "modalities": modalities, "frames": [region.start_frame, region.end_frame], "distractor": region.distractor}
 
@@ -346,25 +309,6 @@ class SyntheticDataset(VideoDataset):
         workers = self.options.workers if self.options.workers is not None else min(4, os.cpu_count() or 1)
         jobs = [(self.video_path(p), p, self.spec, self.classes, self.distractor_hz) for p in todo]
         write_videos(jobs, workers=workers, progress=progress, description=f"synthetic videos -> {self.folder}")
-
-
-def _scores(chosen: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-    hits, selected, informative = int((chosen & truth).sum()), int(chosen.sum()), int(truth.sum())
-    return {
-        "items": int(chosen.size),
-        "selected": selected,
-        "informative": informative,
-        "hits": hits,
-        "precision": hits / selected if selected else None,
-        "recall": hits / informative if informative else None,
-        "oracle_ratio": informative / chosen.size if chosen.size else None,
-    }
-
-
-def _as_bool_array(decisions: Any) -> np.ndarray:
-    if hasattr(decisions, "detach"):  # a torch tensor, without importing torch here
-        decisions = decisions.detach().cpu().float().numpy()
-    return np.asarray(decisions, dtype=np.float64) >= 0.5
 
 
 def _media_part(manifest: dict[str, Any]) -> Any:

@@ -1,8 +1,52 @@
+"""Fixtures every test module may ask for by name (none is imported into a module)."""
+
 from __future__ import annotations
 
 import pytest
+import torch
 
+from engine_configs import builtin_components, tiny_config
 from plugin_dist import PLUGIN_SOURCE, install_on_path, write_dist_info
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The tiny configs train with runtime.threads=1: every test gives the next one its thread count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """The tiny synthetic dataset (``engine_configs.TINY``), generated once per test module that asks for it."""
+    from adamml_core.engine.experiment import build_experiment
+
+    root = tmp_path_factory.mktemp("synthetic")
+    build_experiment(tiny_config(root, root / "unused"), components=builtin_components())
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_experiment(data_root, tmp_path_factory):
+    """(experiment, untrained system in eval mode, seeded 0) of the tiny config: what inference tests run on."""
+    from adamml_core.engine.experiment import build_experiment
+
+    torch.manual_seed(0)
+    exp = build_experiment(tiny_config(data_root, tmp_path_factory.mktemp("tiny-out")), components=builtin_components())
+    return exp, exp.build_system().eval()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a whole module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``),
+    the previous count restored after."""
+    # tiny networks: one thread is faster, and two fight the other jobs on a shared CPU; the
+    # trainings there set it anyway (runtime.threads=1), so give the other modules theirs back
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

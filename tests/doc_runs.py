@@ -25,9 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import pytest
-import torch
-
 from media_factory import write_video
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -227,14 +224,3 @@ def own_videos_run(tmp_path_factory: Any) -> Path:
         assert (folder / CHECKPOINT).is_file()
         _OWN_RUN["folder"] = folder
     return _OWN_RUN["folder"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Import it into a test module: one torch thread for that module, the previous count restored after."""
-    # tiny networks: one thread is faster, and two fight the other jobs on a shared CPU; the
-    # trainings here set it anyway (runtime.threads=1), so give the other modules theirs back
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

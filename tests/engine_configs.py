@@ -6,10 +6,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import pytest
-import torch
-
-from adamml_core.engine.experiment import build_experiment
 from adamml_core.config import ExperimentConfig, apply_overrides, resolve_config, validate_config
 
 TINY: dict[str, Any] = {
@@ -68,19 +64,3 @@ def tiny_config(data_root: Path, output_dir: Path, overrides: list[str] = (), co
     apply_overrides(data, list(overrides))
     cfg = validate_config(data)
     return resolve_config(cfg, components or builtin_components(tuple(cfg.plugins.block)))
-
-
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """The tiny configs train with runtime.threads=1: give the other tests their default back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    """The tiny synthetic dataset, generated once per test module."""
-    root = tmp_path_factory.mktemp("synthetic")
-    build_experiment(tiny_config(root, root / "unused"), components=builtin_components())
-    return root

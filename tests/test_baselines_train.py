@@ -17,7 +17,7 @@ from adamml_core.engine.evaluator import EvaluationError
 from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.trainer import Trainer
 from adamml_core.models.fusion_contract import baseline_stages
-from engine_configs import builtin_components, data_root, keep_torch_threads, tiny_config  # noqa: F401
+from engine_configs import builtin_components, tiny_config
 
 FUSIONS = ["average", "weighted", "max", "mid", "experts", "unilateral", "bilateral", "gblend"]
 METHODS = [*FUSIONS, "random"]
@@ -36,7 +36,7 @@ def method_overrides(method: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def unimodal_weights(data_root, tmp_path_factory):  # noqa: F811
+def unimodal_weights(data_root, tmp_path_factory):
     """The recognition networks after one unimodal epoch, shared by every method."""
     out = tmp_path_factory.mktemp("unimodal")
     trainer = Trainer(tiny_config(data_root, out, ["train.stages=[unimodal]"]), components=builtin_components())
@@ -46,7 +46,7 @@ def unimodal_weights(data_root, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def trained(data_root, unimodal_weights, tmp_path_factory):  # noqa: F811
+def trained(data_root, unimodal_weights, tmp_path_factory):
     """``trained(method) -> (trainer, fusion state before training, run dir)``, each method trained once."""
     runs: dict = {}
 
@@ -173,7 +173,7 @@ def test_random_policy_keeps_the_empty_video_rule():
 
 
 @pytest.mark.parametrize("fusion", ["unilateral", "bilateral"])
-def test_a_lateral_method_with_adaptive_stages_fails_config_validation(fusion, data_root, tmp_path):  # noqa: F811
+def test_a_lateral_method_with_adaptive_stages_fails_config_validation(fusion, data_root, tmp_path):
     cfg = tiny_config(data_root, tmp_path, [f"fusion.name={fusion}"])  # the default stages: warm-up, alternating...
     with pytest.raises(ConfigError, match=f"fusion '{fusion}' needs every modality.*warmup, alternating, finetune"):
         check_recipe(cfg, builtin_components())

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from adamml_cli.app import build_app
 from adamml_cli.compare_plan import differences, known_methods
 from engine_configs import builtin_components, tiny_config
-from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 # a short AdaMML recipe: the test is about the compare, not about how well the policy learns
 RECIPE = ["train.stages=[unimodal,warmup]", "train.fusion.epochs=1", "train.joint.epochs=1", "train.checkpoint_every=1"]

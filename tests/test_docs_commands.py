@@ -23,10 +23,9 @@ from pathlib import Path
 import pytest
 
 import doc_runs
-from doc_runs import one_torch_thread  # noqa: F401 - module fixture, autouse
 from doc_runs import CHECKPOINT, GETTING_STARTED, OWN_VIDEOS, README, SUBSTITUTIONS, TRAIN_COMMAND
 
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_docs_hold_only_commands_this_test_runs():

@@ -16,7 +16,6 @@ from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
-from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 from plugin_dist import PLUGIN_SOURCE, adamml_command, pythonpath_env
 
 JOINT = ["train.stages=[unimodal,joint_fusion]", "train.joint_fusion={epochs: 1, penalty: {weight: 0.5}}",

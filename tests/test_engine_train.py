@@ -14,7 +14,6 @@ from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
-from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -115,7 +114,7 @@ def test_train_and_eval_commands(data_root, tmp_path):
     assert [s["stage"] for s in summary["stages"]] == ["unimodal", "fusion"]
     ckpt = tmp_path / "cli" / "checkpoints" / "fusion.pt"
     out = runner.invoke(app, ["eval", str(ckpt), "--mode", "all", "--mode", "unimodal:audio", "--mode", "adaptive",
-                              "--budget", "0.0", "--json"])
+                              "--threshold", "0.0", "--json"])
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     modes = [r["mode"] for r in doc["results"]]

@@ -14,7 +14,6 @@ from adamml_core.engine.budget import BudgetError, Calibration
 from adamml_core.engine.checkpoint import atomic_torch_save, load_checkpoint
 from adamml_core.engine.trainer import Trainer
 from engine_configs import builtin_components, tiny_config
-from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 # policy_holdout 0: the trainer calibrates on every training video, so the train split is the
 # calibration set (exact) and val is held out. policy_pretrain + re-estimated BatchNorm: a policy

@@ -13,17 +13,17 @@ from adamml_core.config import ConfigError
 from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.trainer import Trainer
 from adamml_core.models.fusion_contract import baseline_stages
-from engine_configs import builtin_components, data_root, keep_torch_threads, tiny_config  # noqa: F401
+from engine_configs import builtin_components, tiny_config
 
 
 @pytest.fixture(scope="module")
-def unimodal(data_root, tmp_path_factory):  # noqa: F811
+def unimodal(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("unimodal")
     Trainer(tiny_config(data_root, out, ["train.stages=[unimodal]"]), components=builtin_components()).fit()
     return out / "checkpoints" / "unimodal.pt"
 
 
-def _after(data_root, tmp_path, unimodal, overrides):  # noqa: F811
+def _after(data_root, tmp_path, unimodal, overrides):
     trainer = Trainer(tiny_config(data_root, tmp_path, overrides), components=builtin_components())
     trainer.load_weights(unimodal, parts=("recognition",))
     before = {k: v.clone() for k, v in trainer.system.state_dict().items()}
@@ -32,7 +32,7 @@ def _after(data_root, tmp_path, unimodal, overrides):  # noqa: F811
 
 
 @pytest.mark.parametrize("stage", ["joint", "fusion"])
-def test_joint_moves_the_backbones_frozen_keeps_them_bit_for_bit(stage, data_root, unimodal, tmp_path):  # noqa: F811
+def test_joint_moves_the_backbones_frozen_keeps_them_bit_for_bit(stage, data_root, unimodal, tmp_path):
     before, after = _after(data_root, tmp_path, unimodal, [f"train.stages=[{stage}]", f"train.{stage}.epochs=1"])
     recognizers = [k for k in before if k.startswith("recognizers.")]
     changed = {k for k in recognizers if not torch.equal(before[k], after[k])}
@@ -44,7 +44,7 @@ def test_joint_moves_the_backbones_frozen_keeps_them_bit_for_bit(stage, data_roo
             assert any(k.startswith(f"recognizers.{m}.") and k.endswith("weight") for k in changed), m
 
 
-def test_mid_fusion_joint_leaves_the_unused_unimodal_classifiers_as_they_were(data_root, unimodal, tmp_path):  # noqa: F811
+def test_mid_fusion_joint_leaves_the_unused_unimodal_classifiers_as_they_were(data_root, unimodal, tmp_path):
     before, after = _after(data_root, tmp_path, unimodal, ["train.stages=[joint]", "train.joint.epochs=1",
                                                            "fusion.name=mid", "fusion.options={hidden: 16}"])
     heads = [k for k in before if k.startswith("recognizers.") and (".fc." in k or ".classifier." in k)]
@@ -52,7 +52,7 @@ def test_mid_fusion_joint_leaves_the_unused_unimodal_classifiers_as_they_were(da
     assert not torch.equal(before["recognizers.rgb.conv1.weight"], after["recognizers.rgb.conv1.weight"])
 
 
-def test_a_joint_stage_without_unimodal_weights_is_refused_before_any_work(data_root, tmp_path):  # noqa: F811
+def test_a_joint_stage_without_unimodal_weights_is_refused_before_any_work(data_root, tmp_path):
     components = builtin_components()
     lone = tiny_config(data_root, tmp_path, ["train.stages=[policy_pretrain,joint]"])
     with pytest.raises(ConfigError, match="stage 'joint' trains from the unimodal networks, but there are none"):
@@ -91,7 +91,7 @@ def test_baseline_stages_per_variant():
 
 
 @pytest.fixture(scope="module")
-def gblend(data_root, tmp_path_factory):  # noqa: F811
+def gblend(data_root, tmp_path_factory):
     cfg = tiny_config(data_root, tmp_path_factory.mktemp("gblend"), ["fusion.name=gblend", "fusion.options={dropout: 0.0}"])
     trainer = Trainer(cfg, components=builtin_components())
     trainer.system.eval()

@@ -15,6 +15,8 @@ from adamml_core.datasets import VideoRecord
 from adamml_core.media import cache as media_cache
 from adamml_core.media import prepare as prep
 from adamml_core.media.prepare import PrepareSettings, prepare_video, prepare_videos
+from adamml_core.media.container import ContainerSource
+from adamml_core.media.formats import find_videos
 from adamml_core.media.open import open_media
 from adamml_core.media.prepared import PreparedSource
 from adamml_core.plugins import load_plugins
@@ -62,7 +64,7 @@ def dataset(paths, cache_dir=None):
 
 
 def test_prepared_cache_gives_exactly_the_online_tensors(videos, tmp_path):
-    paths = prep.find_videos(videos)
+    paths = find_videos(videos)
     assert [p.name for p in paths] == ["a.mp4", "broken.mp4", "silent.mp4", "vfr.mp4"]
     settings = PrepareSettings(decode_short_side=48)
     results = {r.path: r for r in prepare_videos(paths, tmp_path, settings, modalities=FLOW, workers=2)}
@@ -119,24 +121,21 @@ def test_rerun_skips_finished_videos_and_stale_settings_redo_them(videos, tmp_pa
         assert not isinstance(reader, PreparedSource)  # prepared at another size: read the video itself
 
 
-def test_an_interrupted_video_leaves_nothing_half_written_and_resumes(videos, tmp_path, monkeypatch):
+def test_an_interrupted_video_leaves_nothing_half_written_and_resumes(videos, tmp_path):
     path = videos / "a.mp4"
     settings = PrepareSettings(decode_short_side=48)
-    written = []
-    original = prep._write_image
 
-    def interrupt_after_five(target, rgb, s):
-        if len(written) == 5:
-            raise KeyboardInterrupt
-        written.append(target)
-        original(target, rgb, s)
+    class InterruptedAfterFive(ContainerSource):  # Ctrl-C while the sixth frame decodes
+        def iter_frames(self):
+            for count, frame in enumerate(super().iter_frames()):
+                if count == 5:
+                    raise KeyboardInterrupt
+                yield frame
 
-    monkeypatch.setattr(prep, "_write_image", interrupt_after_five)
     with pytest.raises(KeyboardInterrupt):
-        prepare_video(path, tmp_path, settings)
+        prepare_video(path, tmp_path, settings, sources=[InterruptedAfterFive])
     assert list(tmp_path.iterdir()) == [], "neither a final nor a temporary folder remains"
     (tmp_path / f"{prep.TMP_PREFIX}left-by-a-killed-run").mkdir()  # a process killed outright leaves one
-    monkeypatch.setattr(prep, "_write_image", original)
     results = prepare_videos([path], tmp_path, settings)
     assert [r.status for r in results] == ["done"]
     assert [p.name for p in tmp_path.iterdir()] == [media_cache.cache_key(path)]

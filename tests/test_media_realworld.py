@@ -17,7 +17,7 @@ from adamml_core.datasets import VideoRecord
 from adamml_core.media import memory
 from adamml_core.media.container import ContainerSource
 from adamml_core.media.open import open_media
-from adamml_core.media.prepare import find_videos
+from adamml_core.media.formats import find_videos
 from adamml_core.media.probe import probe_media
 from adamml_core.media.source import DAMAGED_AUDIO_NOTE, DAMAGED_VIDEO_NOTE, NO_AUDIO_NOTE, format_notes
 from adamml_core.media.transforms import decode_size

@@ -116,14 +116,9 @@ def test_the_views_declare_recognition_and_policy_frames_separately():
     segment = dataset(modality).segments(0)[1]
     assert list(modality.recognition_frames(segment)) == list(segment.frame_indices)
     assert list(modality.policy_frames(segment)) == list(policy_locations(segment.frame_indices))
-    assert list(modality.frames_needed(segment)) == list(segment.frame_indices)  # the old name still answers
-
-    class OldStyle(WrongShape):  # overrides only the old name: its frames still count as recognition frames
-        def frames_needed(self, segment):
-            return [segment.frame_indices[0]]
-
-    assert list(OldStyle(None, sampling=SAMPLING).recognition_frames(segment)) == [segment.frame_indices[0]]
-    assert list(OldStyle(None, sampling=SAMPLING).policy_frames(segment)) == []
+    # a view that declares nothing reads nothing up front
+    assert list(WrongShape(None, sampling=SAMPLING).recognition_frames(segment)) == []
+    assert list(WrongShape(None, sampling=SAMPLING).policy_frames(segment)) == []
 
 
 class WrongShape(Modality):

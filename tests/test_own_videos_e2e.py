@@ -20,10 +20,9 @@ import pytest
 from PIL import Image
 
 import doc_runs
-from doc_runs import one_torch_thread  # noqa: F401 - module fixture, autouse
 from realworld_media import ZOO, make_format_zoo
 
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

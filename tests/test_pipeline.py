@@ -13,12 +13,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from adamml_core.segmented_dataset import SegmentedVideoDataset, collate_batch, load_selected
-from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
 from adamml_core.engine.pipeline_fast import Bucketed, FastPath, bucket
 from adamml_core.media.errors import MediaError
-from adamml_core.plugins import load_plugins
-from engine_configs import tiny_config
 from media_factory import write_garbage
 
 LOGITS_TOLERANCE = 1e-4  # channels-last against contiguous: another summation order (measured 1.2e-7 here)
@@ -33,12 +30,9 @@ def assert_same(out, decisions, logits, exact=False):
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tiny_experiment, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    torch.manual_seed(0)
-    cfg = tiny_config(root / "data", root / "out")
-    exp = build_experiment(cfg, components=load_plugins(block=cfg.plugins.block).components)
-    system = exp.build_system().eval()
+    exp, system = tiny_experiment
     good = exp.records["val"] + exp.records["train"][:4]
     bad_missing = dataclasses.replace(good[0], video_id="missing", path=root / "missing.mp4")
     bad_garbage = dataclasses.replace(good[0], video_id="garbage", path=write_garbage(root / "garbage.mp4"))

@@ -9,22 +9,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions, threshold_rule
 from adamml_core.engine.pipeline_fast import FastPath, fast_system
-from adamml_core.plugins import load_plugins
-from engine_configs import tiny_config
 
 LOGITS_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("layout")
-    torch.manual_seed(0)
-    cfg = tiny_config(root / "data", root / "out")
-    exp = build_experiment(cfg, components=load_plugins(block=cfg.plugins.block).components)
-    return exp, exp.build_system().eval(), exp.records["val"] + exp.records["train"]
+def setup(tiny_experiment):
+    exp, system = tiny_experiment
+    return exp, system, exp.records["val"] + exp.records["train"]
 
 
 def _adaptive(exp, system, records, decide, fast):

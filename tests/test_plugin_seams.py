@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from engine_configs import TINY, data_root  # noqa: F401 - module fixture
+from engine_configs import TINY
 from media_factory import write_garbage, write_video
 
 CLASSES = ["bars", "dots"]

@@ -12,7 +12,6 @@ from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
-from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
 DISTILL = ["train.stages=[unimodal,policy_distill,warmup,alternating]", "train.policy_distill={epochs: 1}",
            "train.alternating.policy_passes=1"]

@@ -11,12 +11,11 @@ import torch
 
 from dataset_helpers import cli_runner
 from engine_configs import builtin_components, tiny_config
-from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 from media_factory import write_garbage, write_video
 
 
 @pytest.fixture(scope="module")
-def checkpoint(data_root, tmp_path_factory):  # noqa: F811 - the shared fixture
+def checkpoint(data_root, tmp_path_factory):
     """One finetune epoch of the tiny config: a real checkpoint (policy and networks), trained once per module."""
     from adamml_core.engine.trainer import Trainer
 

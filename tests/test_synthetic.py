@@ -234,7 +234,7 @@ def hand_made(tmp_path) -> tuple[SyntheticDataset, list]:
     cues = [("appearance", "motion"), ("tone",), (), ("appearance", "motion", "tone")]
     regions = tuple(Region(25 * i, 25 * (i + 1), c, False) for i, c in enumerate(cues))
     plan = VideoPlan("hand", "val", 0, regions, 1, 50, (0.5, 0.5))
-    dataset._by_id["hand"] = plan  # a known plan instead of a drawn one
+    dataset.truth.plans["hand"] = plan  # a known plan instead of a drawn one
     segments = [Segment(i, tuple(range(25 * i + 4, 25 * i + 20, 2)), 25.0, 100) for i in range(4)]
     return dataset, segments
 

@@ -27,7 +27,7 @@ from adamml_core.datasets import VideoRecord
 from adamml_plugins.datasets.mini_sports1m import MiniSports1M, MiniSports1MOptions
 from adamml_plugins.flow import scale_flow
 from adamml_plugins.recipe import AdaptiveForward, AlternatingStage, FinetuneStage
-from engine_configs import TINY, builtin_components, data_root, keep_torch_threads, tiny_config  # noqa: F401
+from engine_configs import TINY, builtin_components, tiny_config
 from media_factory import write_video
 from tiny_models import tiny_system
 
@@ -89,7 +89,7 @@ def test_best_model_rule_plans(tmp_path):
         tiny_config(tmp_path, tmp_path / "out", ["train.best_model=best"])
 
 
-def _train(data_root, out, rule):  # noqa: F811 - data_root is the fixture's value
+def _train(data_root, out, rule):
     from adamml_core.engine.trainer import Trainer
 
     cfg = tiny_config(data_root, out, [f"train.best_model={rule}", "train.stages=[alternating,finetune]",
@@ -100,7 +100,7 @@ def _train(data_root, out, rule):  # noqa: F811 - data_root is the fixture's val
 
 
 @pytest.mark.parametrize("rule", ["alternating_and_finetune", "alternating"])
-def test_the_run_ends_with_the_model_the_rule_picks(rule, data_root, tmp_path):  # noqa: F811
+def test_the_run_ends_with_the_model_the_rule_picks(rule, data_root, tmp_path):
     trainer = _train(data_root, tmp_path / rule, rule)
     best = load_checkpoint(trainer.run.checkpoint("best.pt"))["model"]
     final = load_checkpoint(trainer.run.checkpoint("finetune.pt"))["model"]

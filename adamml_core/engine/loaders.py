@@ -114,11 +114,18 @@ def make_loader(dataset: Any, spec: LoaderSpec, *, stream: tuple[Any, ...], epoc
     return loader, sampler.total()
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device, *, pin: bool = False) -> Any:
+    """Every tensor of ``batch`` (nested dicts, lists, tuples) on ``device``; anything else as it is.
+
+    ``pin``: to a CUDA device through page-locked memory, so that the copy runs asynchronously
+    (the inference pipeline's batches, made outside a DataLoader with ``pin_memory``).
+    """
     if isinstance(batch, torch.Tensor):
+        if pin and device.type == "cuda":
+            return batch.pin_memory().to(device, non_blocking=True)
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device, pin=pin) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device, pin=pin) for v in batch)
     return batch

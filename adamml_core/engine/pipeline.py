@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from adamml_core.engine.loaders import to_device
 from adamml_core.engine.pipeline_fast import FastPath, compute_context, fast_system
 from adamml_core.engine.pipeline_pool import make_pool
 from adamml_core.engine.pipeline_stages import AdaptiveStages, BatchOutput, reply_sample
@@ -92,15 +93,6 @@ class InferencePipeline:
         work = {"keep": o.keep, "max_open": o.max_open_videos or 2 * share + 2}
         return make_pool(self.dataset, work, o.workers, o.start_method)
 
-    def _to_device(self, x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: self._to_device(v) for k, v in x.items()}
-        if isinstance(x, tuple):
-            return tuple(self._to_device(v) for v in x)
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device)
-
     # ------------------------------------------------------------------ adaptive
 
     def adaptive(self, system: Any, decide: Decide) -> Iterator[BatchOutput]:
@@ -120,7 +112,7 @@ class InferencePipeline:
                         stages.submit_stage1(i + 1)
                     if batch is not None:
                         with self.timer.part(seconds, "policy"), compute_context(self.options.fast, self.device):
-                            decisions = decide(self._to_device(batch["policy_inputs"])).float()
+                            decisions = decide(to_device(batch["policy_inputs"], self.device, pin=True)).float()
                         stages.submit_stage2(i, batch, decisions.detach().cpu())
                     if pending is not None:
                         yield stages.finish(net, *pending)
@@ -169,7 +161,7 @@ class InferencePipeline:
                 if batch is None:
                     continue
                 with self.timer.part(seconds, "recognition"), compute_context(self.options.fast, self.device):
-                    logits, decisions = run(self._to_device(batch["inputs"]))
+                    logits, decisions = run(to_device(batch["inputs"], self.device, pin=True))
                 yield BatchOutput(batch["index"].tolist(), batch["target"], batch["valid"], logits.float(),
                                   decisions.detach().float().cpu(), seconds)
         finally:

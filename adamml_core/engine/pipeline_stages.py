@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from adamml_core.engine.loaders import to_device
 from adamml_core.engine.pipeline_fast import compute_context
 from adamml_core.engine.pipeline_pool import media_error
 
@@ -158,7 +159,7 @@ class AdaptiveStages:
         start = time.perf_counter()
         items = self.gather(batch, decisions, seconds)
         seconds["wait"] = seconds.get("wait", 0.0) + time.perf_counter() - start
-        items = pipe._to_device(items)
+        items = to_device(items, pipe.device, pin=True)
         self.fusion_seconds = 0.0
         with pipe.timer.part(seconds, "recognition"), compute_context(pipe.options.fast, pipe.device):
             logits = net.forward_selected(items, decisions, batch_size=decisions.shape[0],

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -30,7 +30,6 @@ import numpy as np
 from adamml_core.atomic import atomic_writer
 from adamml_core.media import cache as media_cache
 from adamml_core.media.errors import MediaError
-from adamml_core.media.formats import VIDEO_EXTENSIONS
 from adamml_core.media.open import open_media
 from adamml_core.media.source import FrameSource
 
@@ -54,12 +53,6 @@ class PrepareResult:
     seconds: float = 0.0
     cached: dict[str, int] = field(default_factory=dict)  # modality name -> items it stored
     notes: dict[str, int] = field(default_factory=dict)  # FrameSource.file_notes(): damaged packets, no audio
-
-
-def find_videos(folder: str | Path, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> list[Path]:
-    """Video files under ``folder`` (recursively), sorted."""
-    wanted = {e.lower() for e in extensions}
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in wanted)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_core.media.formats import find_videos
 
 from adamml_plugins.datasets.common import (
     AnnotationError,
@@ -72,7 +73,7 @@ class FolderDataset(VideoDataset):
         records = []
         for label, name in enumerate(self.classes.names):
             folder = tree / name
-            files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions) if folder.is_dir() else []
+            files = find_videos(folder, extensions) if folder.is_dir() else []
             relatives = [path.relative_to(tree).as_posix() for path in files]
             held_out = self._held_out(relatives) if self.options.split_dirs is None else set()
             for path, relative in zip(files, relatives):

@@ -13,8 +13,7 @@ import string
 from pathlib import Path
 from typing import Any, Iterable
 
-# Suffixes that mean a pattern wrongly carries the extension (those belong in `extensions`).
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv"})
+from adamml_core.media.formats import VIDEO_EXTENSIONS
 
 
 def normalise_extensions(extensions: Iterable[str]) -> list[str]:
@@ -47,7 +46,8 @@ def check_patterns(patterns: list[str], allowed: dict[str, Any]) -> list[str]:
             pattern.format(**allowed)
         except (ValueError, KeyError, IndexError) as exc:
             raise ValueError(f"file pattern '{pattern}' cannot be filled: {exc}") from None
-        if Path(pattern.format(**allowed)).suffix.lower() in VIDEO_SUFFIXES:
+        # a pattern ending in a video extension carries what belongs in `extensions`
+        if Path(pattern.format(**allowed)).suffix.lower() in VIDEO_EXTENSIONS:
             raise ValueError(f"file pattern '{pattern}' ends in an extension; list extensions in 'extensions' instead")
     return patterns
 
