@@ -19,7 +19,7 @@ import torch
 
 from adamml_core.config import ExperimentConfig, config_to_dict
 from adamml_core.engine import distributed
-from adamml_core.engine.calibration import calibrate
+from adamml_core.engine.eval_loop import calibrate
 from adamml_core.engine.checkpoint import component_origins, load_checkpoint
 from adamml_core.engine.evaluator import Evaluator
 from adamml_core.engine.experiment import Experiment, build_experiment
