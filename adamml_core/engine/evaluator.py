@@ -111,38 +111,41 @@ class Evaluator:
         return self.costs
 
     def evaluate(self, system: Any, records: list, *, mode: str = "adaptive", threshold: Any = None,
-                 description: str | None = None, rates: Any = None, seed: int = 0,
-                 keep_outputs: bool = False) -> dict[str, Any]:
+                 description: str | None = None, rates: Any = None, seed: int = 0, keep_outputs: bool = False,
+                 progress: Any = None) -> dict[str, Any]:
         """Score ``records`` in one mode; see the module docstring. Draws nothing from the global RNG.
 
         ``rates``/``seed``: mode ``random`` only; ``threshold`` there is the learned rule whose rates
         are measured when ``rates`` is None. ``keep_outputs``: the result also holds ``outputs``, the
-        per-video logits / targets / decisions (``adamml eval --report``)."""
+        per-video logits / targets / decisions (``adamml eval --report``). ``progress``: where the pass
+        shows (default: the evaluator's own)."""
+        show = progress or self.progress
         if mode != "random":
             if rates is not None:
                 raise EvaluationError("--rates only applies to --mode random")
             if threshold is not None and parse_mode(mode, list(system.modalities))[0] != "adaptive":
                 raise EvaluationError("--budget (a selection threshold) only applies to --mode adaptive")
             return self._evaluate(system, records, mode, threshold=threshold, description=description,
-                                  keep_outputs=keep_outputs)
+                                  keep_outputs=keep_outputs, progress=show)
         from adamml_core.engine.random_policy import RatesError, parse_rates, random_rule
 
         try:
             given = parse_rates(rates, list(system.modalities))
         except RatesError as exc:
             raise EvaluationError(str(exc)) from None
-        learned = None if given is not None else self.evaluate(system, records, mode="adaptive", threshold=threshold)
+        learned = None if given is not None else self.evaluate(system, records, mode="adaptive", threshold=threshold,
+                                                               progress=show)
         drawn = dict(given or learned["selection"])
         rule = random_rule(system, drawn, seed + self.ctx.rank)
         result = self._evaluate(system, records, mode, threshold=None, description=description,
-                                keep_outputs=keep_outputs, decide=rule)
+                                keep_outputs=keep_outputs, progress=show, decide=rule)
         result.update(rates=drawn, rates_from="given" if given is not None else "learned", seed=seed)
         if learned is not None:
             result["learned"] = {k: learned[k] for k in ("score", "gflops_per_video", "selection", "threshold")}
         return result
 
     def _evaluate(self, system: Any, records: list, mode: str, *, threshold: Any, description: str | None,
-                  keep_outputs: bool, decide: Any = None) -> dict[str, Any]:
+                  keep_outputs: bool, progress: Any, decide: Any = None) -> dict[str, Any]:
         names = list(system.modalities)
         kind, only = parse_mode(mode, names)
         dataset = mode_dataset(self.exp, records, kind, only)
@@ -152,8 +155,8 @@ class Evaluator:
         with evaluation_context(system, amp=self.amp, device=ctx.device), clock:
             batches = mode_batches(system, dataset, kind, only, options=self._options(kind), indices=shard,
                                    threshold=threshold, decide=decide, adaptive=self.adaptive)
-            scores, selection, chosen = self._consume(batches, dataset, names, kind, description or f"eval {mode}",
-                                                      clock, -(-len(shard) // self.batch_size))
+            task = (progress or NullProgress(), description or f"eval {mode}", -(-len(shard) // self.batch_size))
+            scores, selection, chosen = self._consume(batches, dataset, names, kind, clock, task)
         seconds = clock.wall
         tally_dataset(f"evaluation (mode {mode})", dataset, len(shard), self.exp.cfg.dataset.max_failed_share).check()
         if ctx.distributed:
@@ -184,15 +187,14 @@ class Evaluator:
         fast = FastPath() if kind in ("adaptive", "random") else FastPath(channels_last=False)
         return PipelineOptions(batch_size=self.batch_size, workers=self.workers, device=self.ctx.device, fast=fast)
 
-    def _consume(self, batches: Any, dataset: Any, names: list[str], kind: str, description: str, clock: PassClock,
-                 total: int):
+    def _consume(self, batches: Any, dataset: Any, names: list[str], kind: str, clock: PassClock, shown: tuple):
         """(scores, selection counts, per-batch (indices, decisions) of adaptive/random) of the mode's batches."""
         # each video's label set: single-label mAP is scored against it (a video may have several labels)
         label_sets = [record.labels for record in dataset.records]
         scores = ClassificationMeter(self.exp.num_classes, multi_label=self.exp.multi_label, label_sets=label_sets)
         selection = SelectionMeter(names)
         chosen: list[tuple[list[int], torch.Tensor]] = []
-        progress = self.progress or NullProgress()
+        progress, description, total = shown  # where the pass shows, its label, its number of batches
         task = progress.add_task(description, total=total, stats="")
         for out in batches:
             clock.add(out)

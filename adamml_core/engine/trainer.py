@@ -100,7 +100,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Run every remaining stage; returns the last validation results per stage."""
         with training_progress(self.show_progress) as progress:
-            self.progress = self.evaluator.progress = progress
+            self.progress = progress
             while self.position.stage_index < len(self.plans):
                 self._run_stage(*self.plans[self.position.stage_index])
         return {"stages": self.history, "best": self.best.best, "run_dir": str(self.run.root)}
@@ -127,7 +127,8 @@ class Trainer:
         """The current system on a split; adaptive with ``decision_rule: rate_matched`` uses calibrated thresholds."""
         if mode == "adaptive" and threshold is None and self.cfg.train.decision_rule == "rate_matched":
             threshold = self.thresholds if self.thresholds is not None else self.calibrate()
-        return self.evaluator.evaluate(self.system, self.exp.records[split], mode=mode, threshold=threshold)
+        return self.evaluator.evaluate(self.system, self.exp.records[split], mode=mode, threshold=threshold,
+                                       progress=self.progress)
 
     # ------------------------------------------------------------------ stages
 
