@@ -127,8 +127,7 @@ class Trainer:
         """The current system on a split; adaptive with ``decision_rule: rate_matched`` uses calibrated thresholds."""
         if mode == "adaptive" and threshold is None and self.cfg.train.decision_rule == "rate_matched":
             threshold = self.thresholds if self.thresholds is not None else self.calibrate()
-        return self.evaluator.evaluate(self.system, self.exp.records[split], mode=mode, threshold=threshold,
-                                       progress=self.progress)
+        return self.evaluator.evaluate(self.system, self.exp.records[split], mode=mode, threshold=threshold, progress=self.progress)
 
     # ------------------------------------------------------------------ stages
 
