@@ -133,7 +133,7 @@ def run_command(
 
     from adamml_core.engine.bench import BenchSettings, benchmark_records, run_benchmark
     from adamml_core.engine.distributed import pick_device
-    from adamml_core.engine.evaluate import segment_costs
+    from adamml_core.engine.evaluator import segment_costs
     from adamml_core.engine.pipeline_fast import FastPath
 
     from adamml_cli.train import engine_errors
@@ -168,7 +168,7 @@ def run_command(
 
 def _methods(methods: str, names: list[str]) -> list[str]:
     """The comma-separated methods, each checked (an unknown one names the allowed ones)."""
-    from adamml_core.engine.evaluate import parse_mode
+    from adamml_core.engine.evaluator import parse_mode
 
     listed = [m.strip() for m in methods.split(",") if m.strip()]
     for m in listed:

@@ -1,6 +1,6 @@
 """``adamml eval CKPT --report DIR``: per class, the score and how often the policy chose each modality.
 
-From the adaptive evaluation's per-video outputs (``Evaluator.keep_outputs``): per class, the
+From the adaptive evaluation's per-video outputs (``Evaluator.evaluate(keep_outputs=True)``): per class, the
 videos of the class, its score (top-1 accuracy of those videos for top-1 datasets; for mAP
 datasets, the class's average precision over all videos), the
 selection ratio of each modality on those videos (share of their segments where it ran) and the

@@ -87,16 +87,15 @@ def _evaluate(state, exp, system, evaluator, checkpoint, split, modes, budget_gf
     records = exp.records[split]
     results, outputs = [], None
     for m in modes if "adaptive" in modes or report is None else [*modes, "adaptive"]:
-        evaluator.keep_outputs = report is not None and m == "adaptive"
         result = evaluator.evaluate(system, records, mode=m, threshold=rule if m in ("adaptive", "random") else None,
-                                    rates=rates if m == "random" else None, seed=exp.cfg.runtime.seed)
+                                    rates=rates if m == "random" else None, seed=exp.cfg.runtime.seed,
+                                    keep_outputs=report is not None and m == "adaptive")
         if m == "adaptive":
             outputs = result.pop("outputs", None)
             result["decision_rule"] = info
             if info["rule"] == "budget":
                 result["budget"] = budget_check(info, result)
         results.append(result)
-    evaluator.keep_outputs = False
     doc: dict[str, Any] = {"checkpoint": str(checkpoint), "stage": state.get("stage"), "split": split, "results": results}
     if report is not None and evaluator.ctx.is_main:  # every rank holds the gathered outputs; one writes
         doc["report"] = _report(report, outputs, exp, system, evaluator.cost_model(system), checkpoint, split, info)

@@ -18,7 +18,7 @@ from adamml_cli.output import console, emit_json, err_console, table, user_error
 def engine_errors() -> Iterator[None]:
     """The engine's own user-facing errors, reported like the others: one line, exit 2 (a run that went wrong: 1)."""
     from adamml_core.engine.checkpoint import CheckpointError
-    from adamml_core.engine.evaluate import EvaluationError
+    from adamml_core.engine.evaluator import EvaluationError
     from adamml_core.engine.failures import TooManyFailedVideos
 
     try:

@@ -40,7 +40,7 @@ def loaded(checkpoint):
 @pytest.fixture(scope="module")
 def counted(loaded):
     """The cost model, counted once for the in-process evaluations (each CLI call counts its own)."""
-    from adamml_core.engine.evaluate import segment_costs
+    from adamml_core.engine.evaluator import segment_costs
 
     _, exp, system = loaded
     return segment_costs(system, exp)

@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 import statistics
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
+from adamml_core.engine.eval_loop import PassClock, evaluation_context, mode_batches, mode_dataset
+from adamml_core.engine.pipeline import PipelineOptions
 
 
 @dataclass
@@ -107,49 +107,23 @@ class PeakMemory:
         self.peak = max(self.peak, _rss_bytes(os.getpid()))
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process and of its waited-for children (Unix)."""
-    try:
-        import resource
-    except ImportError:  # not on Windows
-        return 0.0
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def _one_pass(system: Any, exp: Any, records: list, kind: str, only: str | None, decide: Callable,
               options: PipelineOptions) -> tuple[float, dict[str, float], torch.Tensor]:
-    """(wall seconds, seconds by part, decisions of every video [N, C, M]) of one pass."""
+    """(wall seconds, seconds by part, decisions of every video [N, C, M]) of one pass of the evaluation loop."""
     if hasattr(decide, "reset"):
         decide.reset()  # the same draws in every pass
-    cpu_start = _cpu_seconds()
-    start = time.perf_counter()
-    if kind == "adaptive":
-        dataset = exp.make_dataset(records, train=False, load="policy")
-        outputs = list(InferencePipeline(dataset, options).adaptive(system, decide))
-    else:
-        mods = exp.modalities if kind == "all" else {only: exp.modalities[only]}
-        dataset = exp.make_dataset(records, train=False, load="recognition", modalities=mods)
-        names = list(system.modalities)
-
-        def run(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            x = next(iter(inputs.values()))
-            if kind == "all":
-                return system.forward_all(inputs), torch.ones(x.shape[0], x.shape[1], len(names))
-            decisions = torch.zeros(x.shape[0], x.shape[1], len(names))
-            decisions[:, :, names.index(only)] = 1.0
-            return system.forward_unimodal(only, inputs[only]), decisions
-
-        outputs = list(InferencePipeline(dataset, options).recognition(run, system=system))
-    wall = time.perf_counter() - start
+    clock = PassClock()
+    with clock:
+        dataset = mode_dataset(exp, records, kind, only)
+        decisions = []
+        with evaluation_context(system, device=options.device):
+            for out in mode_batches(system, dataset, kind, only, options=options, decide=decide):
+                clock.add(out)
+                decisions.append(out.decisions)
     # CPU seconds of this process and of the pass's workers (joined by now): unlike wall time, they
     # hardly change with the load other jobs put on a shared machine
-    parts: dict[str, float] = {"cpu": _cpu_seconds() - cpu_start}
-    for out in outputs:
-        for k, v in out.seconds.items():
-            parts[k] = parts.get(k, 0.0) + v
-    decisions = torch.cat([o.decisions for o in outputs]) if outputs else torch.zeros(0, 0, 0)
-    return wall, parts, decisions
+    parts = {"cpu": clock.cpu, **clock.parts}
+    return clock.wall, parts, torch.cat(decisions) if decisions else torch.zeros(0, 0, 0)
 
 
 def gflops_per_video(costs: Any, names: list[str], decisions: torch.Tensor, kind: str) -> dict[str, float]:
@@ -191,7 +165,7 @@ def measure_all(system: Any, exp: Any, records: list, decide: Callable, settings
     Interleaved rather than K passes of one method then K of the next, so that a change of load on a
     shared machine (other jobs starting or ending) hits every method alike, and the ratios hold.
     """
-    from adamml_core.engine.evaluate import parse_mode
+    from adamml_core.engine.evaluator import parse_mode
 
     names = list(system.modalities)
     kinds = {m: parse_mode(m, names) for m in settings.methods}

@@ -1,11 +1,13 @@
 """The evaluator: scores any system on any records in one mode, outside the trainer.
 
-Shared by ``adamml eval``, the trainer's validation and the demo's baselines.
+Shared by ``adamml eval``, the trainer's validation, ``adamml compare`` and the demo's baselines;
+:func:`evaluate` is the short form for one system scored once. Every mode is one pass of the
+evaluation loop (:mod:`adamml_core.engine.eval_loop`):
 
 ``adaptive``: load only the policy inputs, let the policy decide (deterministic: argmax,
 or ``P(select) >= threshold``), then decode and run ONLY the selected (video, segment,
-modality) items. That path is the one function :func:`adaptive_batch`, passed in as
-``Evaluator(adaptive=...)`` so that another execution (e.g. a pipelined one) can replace it.
+modality) items, through the pipeline. ``Evaluator(adaptive=...)`` replaces that path with a
+batch function (:func:`adaptive_batch` is the same path, unpipelined).
 ``all``: every modality on every segment, fused (the weighted-fusion baseline).
 ``unimodal:<m>``: one recognition network alone.
 ``random``: AdaMML's networks with decisions drawn at random at per-modality ``rates``
@@ -13,23 +15,26 @@ modality) items. That path is the one function :func:`adaptive_batch`, passed in
 same lazy path (:mod:`adamml_core.engine.random_policy`); its GFLOPs count no policy network.
 
 GFLOPs per video come from the one cost model (:class:`adamml_core.cost_model.CostModel`).
+Result keys: mode, threshold, top1, top5, mAP, videos, metric, score, gflops_per_video, selection,
+seconds, videos_per_second and, when known, skipped, selection_quality; mode ``random`` adds rates,
+rates_from, seed and, for learned rates, learned; ``keep_outputs=True`` adds outputs.
 """
 
 from __future__ import annotations
 
-import time
-from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader
 
 from adamml_core.cost_model import CostModel
 from adamml_core.engine.calibration import threshold_decisions
 from adamml_core.engine.distributed import DistContext
-from adamml_core.engine.failures import FailureTally, tally_dataset
+from adamml_core.engine.eval_loop import PassClock, evaluation_context, mode_batches, mode_dataset
+from adamml_core.engine.failures import tally_dataset
 from adamml_core.engine.loaders import to_device
 from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
+from adamml_core.engine.pipeline import PipelineOptions
+from adamml_core.engine.pipeline_fast import FastPath
 from adamml_core.engine.progress import NullProgress
 
 
@@ -70,14 +75,31 @@ def adaptive_batch(system: Any, dataset: Any, batch: dict[str, Any], *, threshol
 AdaptiveBatch = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-class Evaluator:
-    """Evaluates systems built by one :class:`~adamml_core.engine.experiment.Experiment`."""
+def segment_costs(system: torch.nn.Module, exp: Any) -> CostModel:
+    """The counted cost model of ``system`` for the experiment's test-time videos."""
+    return CostModel.from_system(system, exp.modalities, exp.policy_views, exp.cfg.sampling.test_segments)
 
-    keep_outputs = False  # True: results also hold "outputs", the per-video logits/targets/decisions (eval --report)
+
+def evaluate(system: torch.nn.Module, exp: Any, records: list, *, mode: str = "adaptive",
+             threshold: float | dict[str, float] | None = None, ctx: DistContext | None = None, batch_size: int = 8,
+             workers: int = 0, progress: Any = None, costs: CostModel | None = None, amp: bool = False,
+             description: str | None = None, rates: Any = None, seed: int = 0,
+             keep_outputs: bool = False) -> dict[str, Any]:
+    """Score ``records`` in one mode with a new :class:`Evaluator` (see the module docstring for the keys)."""
+    evaluator = Evaluator(exp, ctx=ctx, batch_size=batch_size, workers=workers, amp=amp, costs=costs, progress=progress)
+    return evaluator.evaluate(system, records, mode=mode, threshold=threshold, description=description, rates=rates,
+                              seed=seed, keep_outputs=keep_outputs)
+
+
+class Evaluator:
+    """Evaluates systems built by one :class:`~adamml_core.engine.experiment.Experiment`.
+
+    ``adaptive``: a batch function replacing the pipelined lazy path of mode ``adaptive`` (default: the
+    pipeline; :func:`adaptive_batch` is the same path, unpipelined)."""
 
     def __init__(self, exp: Any, *, ctx: DistContext | None = None, batch_size: int = 8, workers: int = 0,
                  amp: bool = False, costs: CostModel | None = None, progress: Any = None,
-                 adaptive: AdaptiveBatch = adaptive_batch):
+                 adaptive: AdaptiveBatch | None = None):
         self.exp, self.ctx = exp, ctx or DistContext()
         self.batch_size, self.workers, self.amp = batch_size, workers, amp
         self.costs, self.progress, self.adaptive = costs, progress, adaptive
@@ -85,68 +107,58 @@ class Evaluator:
     def cost_model(self, system: Any) -> CostModel:
         """Counted once: every system of one experiment has the same architecture."""
         if self.costs is None:
-            self.costs = CostModel.from_system(system, self.exp.modalities, self.exp.policy_views,
-                                               self.exp.cfg.sampling.test_segments)
+            self.costs = segment_costs(system, self.exp)
         return self.costs
 
     def evaluate(self, system: Any, records: list, *, mode: str = "adaptive", threshold: Any = None,
-                 description: str | None = None, rates: Any = None, seed: int = 0) -> dict[str, Any]:
+                 description: str | None = None, rates: Any = None, seed: int = 0, keep_outputs: bool = False,
+                 progress: Any = None) -> dict[str, Any]:
         """Score ``records`` in one mode; see the module docstring. Draws nothing from the global RNG.
 
         ``rates``/``seed``: mode ``random`` only; ``threshold`` there is the learned rule whose rates
-        are measured when ``rates`` is None."""
+        are measured when ``rates`` is None. ``keep_outputs``: the result also holds ``outputs``, the
+        per-video logits / targets / decisions (``adamml eval --report``). ``progress``: where the pass
+        shows (default: the evaluator's own)."""
+        show = progress or self.progress
         if mode != "random":
             if rates is not None:
                 raise EvaluationError("--rates only applies to --mode random")
-            with torch.random.fork_rng(devices=[]):
-                return self._evaluate(system, records, mode, threshold, description)
-        from adamml_core.engine.random_policy import RatesError, parse_rates
+            if threshold is not None and parse_mode(mode, list(system.modalities))[0] != "adaptive":
+                raise EvaluationError("--budget (a selection threshold) only applies to --mode adaptive")
+            return self._evaluate(system, records, mode, threshold=threshold, description=description,
+                                  keep_outputs=keep_outputs, progress=show)
+        from adamml_core.engine.random_policy import RatesError, parse_rates, random_rule
 
         try:
             given = parse_rates(rates, list(system.modalities))
         except RatesError as exc:
             raise EvaluationError(str(exc)) from None
-        learned = None if given is not None else self.evaluate(system, records, mode="adaptive", threshold=threshold)
-        self.random_rates, self.random_seed = (given or learned["selection"]), seed
-        with torch.random.fork_rng(devices=[]):
-            result = self._evaluate(system, records, mode, None, description)
-        result.update(rates=dict(self.random_rates), rates_from="given" if given is not None else "learned", seed=seed)
+        learned = None if given is not None else self.evaluate(system, records, mode="adaptive", threshold=threshold,
+                                                               progress=show)
+        drawn = dict(given or learned["selection"])
+        rule = random_rule(system, drawn, seed + self.ctx.rank)
+        result = self._evaluate(system, records, mode, threshold=None, description=description,
+                                keep_outputs=keep_outputs, progress=show, decide=rule)
+        result.update(rates=drawn, rates_from="given" if given is not None else "learned", seed=seed)
         if learned is not None:
             result["learned"] = {k: learned[k] for k in ("score", "gflops_per_video", "selection", "threshold")}
         return result
 
-    def _dataset(self, kind: str, only: str | None, records: list) -> Any:
-        if kind in ("adaptive", "random"):
-            return self.exp.make_dataset(records, train=False, load="policy")
-        if kind == "all":
-            return self.exp.make_dataset(records, train=False, load="recognition")
-        return self.exp.make_dataset(records, train=False, load="recognition", modalities={only: self.exp.modalities[only]})
-
-    def _evaluate(self, system: Any, records: list, mode: str, threshold: Any, description: str | None) -> dict[str, Any]:
+    def _evaluate(self, system: Any, records: list, mode: str, *, threshold: Any, description: str | None,
+                  keep_outputs: bool, progress: Any, decide: Any = None) -> dict[str, Any]:
         names = list(system.modalities)
         kind, only = parse_mode(mode, names)
-        if threshold is not None and kind != "adaptive":
-            raise EvaluationError("--budget (a selection threshold) only applies to --mode adaptive")
-        dataset = self._dataset(kind, only, records)
-        costs = self.cost_model(system)
-        ctx = self.ctx
+        dataset = mode_dataset(self.exp, records, kind, only)
+        costs, ctx = self.cost_model(system), self.ctx
         shard = list(range(len(dataset)))[ctx.rank :: ctx.world_size]
-        batches = [shard[i : i + self.batch_size] for i in range(0, len(shard), self.batch_size)]
-        from adamml_core.segmented_dataset import collate_batch
-
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=self.workers, collate_fn=collate_batch,
-                            generator=torch.Generator().manual_seed(0))
-        progress = self.progress or NullProgress()
-        task = progress.add_task(description or f"eval {mode}", total=len(batches), stats="")
-        was_training = system.training
-        system.eval()
-        start = time.perf_counter()
-        tally = FailureTally(f"evaluation (mode {mode})", len(shard), self.exp.cfg.dataset.max_failed_share)
-        scores, selection, chosen = self._loop(system, dataset, loader, kind, only, threshold, progress, task, tally)
-        seconds = time.perf_counter() - start
-        progress.remove_task(task)
-        system.train(was_training)
-        _check_failures(tally, dataset, pipelined=kind == "random" or (kind == "adaptive" and self.adaptive is adaptive_batch))
+        clock = PassClock()
+        with evaluation_context(system, amp=self.amp, device=ctx.device), clock:
+            batches = mode_batches(system, dataset, kind, only, options=self._options(kind), indices=shard,
+                                   threshold=threshold, decide=decide, adaptive=self.adaptive)
+            task = (progress or NullProgress(), description or f"eval {mode}", -(-len(shard) // self.batch_size))
+            scores, selection, chosen = self._consume(batches, dataset, names, kind, clock, task)
+        seconds = clock.wall
+        tally_dataset(f"evaluation (mode {mode})", dataset, len(shard), self.exp.cfg.dataset.max_failed_share).check()
         if ctx.distributed:
             scores.merge(ctx.all_gather_objects(scores.state()))
             selection.merge(ctx.all_gather_objects(selection))
@@ -165,56 +177,33 @@ class Evaluator:
         quality = _selection_quality(self.exp, dataset, records, chosen, names) if kind in ("adaptive", "random") else None
         if quality is not None:
             result["selection_quality"] = quality
-        if self.keep_outputs:
+        if keep_outputs:
             result["outputs"] = _outputs(scores, chosen)
         return result
 
-    def _loop(self, system, dataset, loader, kind, only, threshold, progress, task, tally):
-        names, ctx = list(system.modalities), self.ctx
+    def _options(self, kind: str) -> PipelineOptions:
+        # all / unimodal keep the contiguous layout they were always scored in (the trainer's validation numbers
+        # stay bit-identical); the lazy path runs the pipeline's default fast path, as it always has
+        fast = FastPath() if kind in ("adaptive", "random") else FastPath(channels_last=False)
+        return PipelineOptions(batch_size=self.batch_size, workers=self.workers, device=self.ctx.device, fast=fast)
+
+    def _consume(self, batches: Any, dataset: Any, names: list[str], kind: str, clock: PassClock, shown: tuple):
+        """(scores, selection counts, per-batch (indices, decisions) of adaptive/random) of the mode's batches."""
         # each video's label set: single-label mAP is scored against it (a video may have several labels)
         label_sets = [record.labels for record in dataset.records]
         scores = ClassificationMeter(self.exp.num_classes, multi_label=self.exp.multi_label, label_sets=label_sets)
         selection = SelectionMeter(names)
         chosen: list[tuple[list[int], torch.Tensor]] = []
-        autocast = torch.autocast("cuda", dtype=torch.float16) if (self.amp and ctx.cuda) else nullcontext()
-        with torch.no_grad(), autocast:
-            if kind == "random" or (kind == "adaptive" and self.adaptive is adaptive_batch):  # the pipelined lazy path
-                from adamml_core.engine.pipeline import evaluation_batches
-
-                shard = [i for batch in loader.batch_sampler for i in batch]
-                rule = None
-                if kind == "random":
-                    from adamml_core.engine.random_policy import random_rule
-
-                    rule = random_rule(system, self.random_rates, self.random_seed + ctx.rank)
-                for out in evaluation_batches(system, dataset, shard, threshold=threshold, device=ctx.device,
-                                              workers=self.workers, batch_size=self.batch_size, decide=rule):
-                    scores.update(out.logits, out.target, out.indices)
-                    selection.update(out.decisions)
-                    chosen.append((out.indices, out.decisions))
-                    progress.update(task, advance=1, stats=f"videos {selection.videos}")
-                return scores, selection, chosen
-            for batch, indices in zip(loader, loader.batch_sampler):
-                tally.add_batch(batch, indices, dataset.records)
-                if batch is None:  # every video of the batch was skipped
-                    continue
-                target = batch["target"]
-                if kind == "adaptive":
-                    logits, decisions = self.adaptive(system, dataset, batch, threshold=threshold, device=ctx.device,
-                                                      workers=self.workers)
-                    chosen.append((batch["index"].tolist(), decisions.cpu()))
-                else:
-                    inputs = to_device(batch["inputs"], ctx.device)
-                    if kind == "all":
-                        logits = system.forward_all(inputs)
-                        decisions = torch.ones(target.shape[0], next(iter(inputs.values())).shape[1], len(names))
-                    else:
-                        logits = system.forward_unimodal(only, inputs[only])
-                        decisions = torch.zeros(target.shape[0], inputs[only].shape[1], len(names))
-                        decisions[:, :, names.index(only)] = 1.0
-                scores.update(logits, target, batch["index"].tolist())
-                selection.update(decisions)
-                progress.update(task, advance=1, stats=f"videos {selection.videos}")
+        progress, description, total = shown  # where the pass shows, its label, its number of batches
+        task = progress.add_task(description, total=total, stats="")
+        for out in batches:
+            clock.add(out)
+            scores.update(out.logits, out.target, out.indices)
+            selection.update(out.decisions)
+            if kind in ("adaptive", "random"):
+                chosen.append((out.indices, out.decisions))
+            progress.update(task, advance=1, stats=f"videos {selection.videos}")
+        progress.remove_task(task)
         return scores, selection, chosen
 
 
@@ -228,15 +217,6 @@ def _outputs(scores: ClassificationMeter, chosen: list) -> dict[str, Any]:
         out["indices"] = [i for part, _ in chosen for i in part]
         out["decisions"] = torch.cat([d.float().cpu() for _, d in chosen])
     return out
-
-
-def _check_failures(tally: Any, dataset: Any, *, pipelined: bool) -> None:
-    """Stop (TooManyFailedVideos) when more videos failed than ``dataset.max_failed_share`` allows."""
-    if pipelined:  # the pipeline applies on_error in this process: the dataset's own record is complete
-        tally = tally_dataset(tally.what, dataset, tally.total, tally.limit)
-    else:  # the loader's batches said what failed there; the selected items of the adaptive path fail here
-        tally.merge_dataset(dataset)
-    tally.check()
 
 
 def _selection_quality(exp: Any, dataset: Any, records: list, chosen: list, names: list[str]) -> Any:

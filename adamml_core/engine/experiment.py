@@ -42,7 +42,9 @@ class Experiment:
             system.fused_average = self.cfg.train.fused_average
         return system
 
-    def make_dataset(self, records: list, *, train: bool, load: str, modalities: dict[str, Any] | None = None):
+    def make_dataset(self, records: list, *, train: bool, load: str, modalities: dict[str, Any] | None = None,
+                     on_error: str | None = None):
+        """``on_error``: None for the config's ``dataset.on_error``."""
         from adamml_core.segmented_dataset import SegmentedVideoDataset
 
         mods = self.modalities if modalities is None else modalities
@@ -56,7 +58,7 @@ class Experiment:
             num_classes=self.num_classes,
             multi_label=self.multi_label,
             load=load,  # type: ignore[arg-type]
-            on_error=self.cfg.dataset.on_error,
+            on_error=self.cfg.dataset.on_error if on_error is None else on_error,
             seed=self.cfg.runtime.seed,
             cache_dir=self.cache_dir,
             media_sources=self.media_sources,

@@ -133,11 +133,9 @@ class Predictor:
                                                     exp.cfg.sampling.test_segments)
 
     def dataset(self, paths: Sequence[str | Path]) -> Any:
-        """The ``load="policy"`` dataset the pipeline reads (failures skipped, notes kept per video)."""
-        dataset = self.exp.make_dataset(video_records(paths), train=False, load="policy")
-        dataset.on_error = "skip"  # a bad video is reported, not substituted with zeros or raised
-        dataset.video_notes = {}  # index -> the source's notes (pipeline_stages.reply_sample fills it)
-        return dataset
+        """The ``load="policy"`` dataset the pipeline reads: a bad video is skipped (and reported), not
+        substituted with zeros or raised."""
+        return self.exp.make_dataset(video_records(paths), train=False, load="policy", on_error="skip")
 
     def predict(self, paths: Sequence[str | Path]) -> Iterator[VideoPrediction]:
         """One :class:`VideoPrediction` per path, in order, each as soon as its batch is done."""
@@ -184,19 +182,19 @@ class Predictor:
                     yield self._failed(dataset, index)
                     continue
                 b = finished[index]
-                yield self._result(dataset, index, out.logits[b], out.decisions[b], probs[b], share)
+                yield self._result(dataset, index, out.logits[b], out.decisions[b], probs[b], share,
+                                   out.notes.get(index, {}))
         while pending:
             yield self._failed(dataset, pending.popleft())
 
     def _failed(self, dataset: Any, index: int, message: str | None = None) -> VideoPrediction:
         record = dataset.records[index]
         noted = dataset.failures.pop(record.video_id, None)
-        dataset.video_notes.pop(index, None)
         reason = message or (_reason(str(record.path), noted) if noted else "could not be read")
         return VideoPrediction(video=str(record.path), position=index, modalities=self.names, error=reason)
 
     def _result(self, dataset: Any, index: int, logits: torch.Tensor, decisions: torch.Tensor, probs: torch.Tensor,
-                seconds: float) -> VideoPrediction:
+                seconds: float, notes: dict[str, int]) -> VideoPrediction:
         record = dataset.records[index]
         if record.video_id in dataset.failures:  # stage 2 failed: its items were zeros, the scores mean nothing
             return self._failed(dataset, index)
@@ -210,7 +208,7 @@ class Predictor:
             video=str(record.path), position=index, modalities=self.names, top_k=top,
             decisions=chosen.tolist(), probs=[[float(p) for p in row] for row in probs.tolist()],
             gflops=float(self.costs.per_video(chosen[None].float())[0]), gflops_all=float(self.costs.all_modalities()),
-            seconds=seconds, notes=dict(dataset.video_notes.pop(index, {}) or {}),
+            seconds=seconds, notes=dict(notes),
         )
 
 

@@ -117,7 +117,7 @@ def compute_calibration(system: Any, exp: Any, records: list, *, ctx: DistContex
                         batch_size: int | None = None, workers: int | None = None, costs: Any = None) -> Calibration:
     """P(select) of ``system`` on ``records`` and the counted costs of its networks, as a :class:`Calibration`."""
     from adamml_core.cost_model import CostModel
-    from adamml_core.engine.calibration import selection_probabilities
+    from adamml_core.engine.eval_loop import selection_probabilities
 
     cfg = exp.cfg
     ctx = ctx or DistContext(device=_device_of(system))

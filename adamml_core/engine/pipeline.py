@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -34,7 +34,7 @@ from adamml_core.engine.pipeline_fast import FastPath, compute_context, fast_sys
 from adamml_core.engine.pipeline_pool import make_pool
 from adamml_core.engine.pipeline_stages import AdaptiveStages, BatchOutput, reply_sample
 
-__all__ = ["BatchOutput", "InferencePipeline", "PipelineOptions", "adaptive_batches", "evaluation_batches"]
+__all__ = ["BatchOutput", "InferencePipeline", "PipelineOptions", "evaluation_batches"]
 
 Decide = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
@@ -134,6 +134,17 @@ class InferencePipeline:
             with fast_system(system, self.options.fast):
                 yield from self.recognition(run, ahead)
             return
+        for batch, (logits, decisions), seconds in self.whole(lambda b: run(to_device(b["inputs"], self.device, pin=True)), ahead):
+            yield BatchOutput(batch["index"].tolist(), batch["target"], batch["valid"], logits.float(),
+                              decisions.detach().float().cpu(), seconds, batch["notes"])
+
+    def whole(self, step: Callable[[dict[str, Any]], Any], ahead: int = 2) -> Iterator[tuple[dict[str, Any], Any, dict]]:
+        """Every tensor the dataset loads (any ``load``), ``ahead`` batches loading in the workers meanwhile:
+        ``(batch, step(batch), seconds by part)`` per collated CPU batch (a batch of only skipped videos: none).
+
+        ``step`` moves what it uses to the device; it runs in the fast path's compute context, timed as
+        ``recognition``. The batch holds ``notes``: per video index, what its source substituted.
+        """
         from adamml_core.segmented_dataset import collate_batch
 
         pool = self._pool()
@@ -149,35 +160,28 @@ class InferencePipeline:
                 submit(i)
             for i, members in enumerate(self.batches):
                 seconds: dict[str, float] = {}
-                samples = []
+                samples, notes = [], {}
                 with self.timer.part(seconds, "wait"):
                     for k, index in enumerate(members):
                         status, payload, times = pool.collect(("w", self.starts[i] + k))
                         _add(seconds, times, "load")
-                        samples.append(self._whole_sample(index, status, payload))
+                        samples.append(self._whole_sample(index, status, payload, notes))
                 if i + ahead < len(self.batches):
                     submit(i + ahead)
                 batch = collate_batch(samples)
                 if batch is None:
                     continue
+                batch["notes"] = notes
                 with self.timer.part(seconds, "recognition"), compute_context(self.options.fast, self.device):
-                    logits, decisions = run(to_device(batch["inputs"], self.device, pin=True))
-                yield BatchOutput(batch["index"].tolist(), batch["target"], batch["valid"], logits.float(),
-                                  decisions.detach().float().cpu(), seconds)
+                    result = step(batch)
+                yield batch, result, seconds
         finally:
             pool.close()
 
-
-    def _whole_sample(self, index: int, status: str, payload: Any) -> dict[str, Any] | None:
+    def _whole_sample(self, index: int, status: str, payload: Any, notes: dict) -> dict[str, Any] | None:
         """``dataset[index]``'s sample from a worker's reply, ``on_error`` applied and counted here."""
-        return reply_sample(self.dataset, index, status, payload, lambda p: p["tensors"], self.dataset.zero_sample)
-
-
-def adaptive_batches(system: Any, exp: Any, records: list, decide: Decide,
-                     options: PipelineOptions | None = None) -> Iterator[BatchOutput]:
-    """The adaptive pipeline over ``records`` of experiment ``exp`` (a ``load="policy"`` test dataset)."""
-    dataset = exp.make_dataset(records, train=False, load="policy")
-    yield from InferencePipeline(dataset, options).adaptive(system, decide)
+        return reply_sample(self.dataset, index, status, payload, lambda p: p["tensors"], self.dataset.zero_sample,
+                            notes)
 
 
 def threshold_rule(system: Any, threshold: Any) -> Decide:
@@ -193,10 +197,13 @@ def threshold_rule(system: Any, threshold: Any) -> Decide:
 
 
 def evaluation_batches(system: Any, dataset: Any, indices: Sequence[int], *, threshold: Any, device: Any,
-                       workers: int, batch_size: int, decide: Decide | None = None) -> Iterator[BatchOutput]:
+                       workers: int, batch_size: int, decide: Decide | None = None,
+                       options: PipelineOptions | None = None) -> Iterator[BatchOutput]:
     """The evaluator's adaptive mode through the pipeline: ``indices`` of a ``load="policy"`` dataset, in order.
 
-    ``decide`` replaces the policy's rule (e.g. the random policy's draws); default: ``threshold_rule``."""
-    options = PipelineOptions(batch_size=batch_size, workers=workers, device=device)
+    ``decide`` replaces the policy's rule (e.g. the random policy's draws); default: ``threshold_rule``.
+    ``options``: the other pipeline settings (fast path, timing, kept frames); ``batch_size``, ``workers``
+    and ``device`` given here replace theirs."""
+    options = replace(options or PipelineOptions(), batch_size=batch_size, workers=workers, device=device)
     rule = decide if decide is not None else threshold_rule(system, threshold)
     yield from InferencePipeline(dataset, options, indices=indices).adaptive(system, rule)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch
@@ -28,17 +28,18 @@ class BatchOutput:
     logits: torch.Tensor
     decisions: torch.Tensor  # [B, C, M] float, CPU
     seconds: dict[str, float]  # time by part, see adamml_core.engine.bench
+    notes: dict[int, dict[str, int]] = field(default_factory=dict)  # index -> what its source substituted
+
 
 def reply_sample(ds: Any, index: int, status: str, payload: Any, inputs: Callable[[Any], dict],
-                 zeros: Callable[[], dict]) -> dict[str, Any] | None:
+                 zeros: Callable[[], dict], notes: dict[int, dict[str, int]]) -> dict[str, Any] | None:
     """A worker's reply as the dataset sample of video ``index``: ``inputs(payload)`` when it loaded;
-    otherwise the dataset's ``on_error`` applied and counted here, once (``zeros()`` stand in)."""
+    otherwise the dataset's ``on_error`` applied and counted here, once (``zeros()`` stand in).
+    ``notes[index]``: what the source substituted (e.g. silence), for callers that report each video."""
     record = ds.records[index]
     if status == "ok":
-        ds.skipped.update(payload["notes"])  # what the source substituted (e.g. silence): counted, not errors
-        per_video = getattr(ds, "video_notes", None)  # a caller that reports each video (engine/inference.py)
-        if per_video is not None:
-            per_video[index] = dict(payload["notes"])
+        ds.skipped.update(payload["notes"])  # counted, not errors
+        notes[index] = dict(payload["notes"])
         return {**inputs(payload), "target": ds.target_of(record), "index": index, "valid": True}
     error = media_error(payload)
     if ds.on_error == "raise":
@@ -74,20 +75,21 @@ class AdaptiveStages:
         """The collated policy inputs of batch ``i`` (like the DataLoader of a ``load="policy"`` dataset)."""
         from adamml_core.segmented_dataset import collate_batch
 
-        samples = []
+        samples, notes = [], {}
         start = time.perf_counter()
         for position, index in self._positions(i):
             status, payload, times = self.pool.collect(("s1", position))
             for k, v in times.items():
                 seconds[f"stage1_{k}"] = seconds.get(f"stage1_{k}", 0.0) + v
-            samples.append(self._sample(position, index, status, payload))
+            samples.append(self._sample(position, index, status, payload, notes))
         seconds["wait"] = seconds.get("wait", 0.0) + time.perf_counter() - start
         batch = collate_batch(samples)
         if batch is not None:
             batch["positions"] = [p for (p, _), s in zip(self._positions(i), samples) if s is not None]
+            batch["notes"] = notes
         return batch
 
-    def _sample(self, position: int, index: int, status: str, payload: Any) -> dict[str, Any] | None:
+    def _sample(self, position: int, index: int, status: str, payload: Any, notes: dict) -> dict[str, Any] | None:
         ds = self.ds
 
         def zeros() -> dict[str, Any]:
@@ -95,7 +97,7 @@ class AdaptiveStages:
             c = ds.num_segments()
             return {"policy_inputs": {m: torch.zeros(c, *v.policy_shape()) for m, v in ds.policy_views.items()}}
 
-        return reply_sample(ds, index, status, payload, lambda p: {"policy_inputs": p["policy_inputs"]}, zeros)
+        return reply_sample(ds, index, status, payload, lambda p: {"policy_inputs": p["policy_inputs"]}, zeros, notes)
 
     # ------------------------------------------------------------------ stage 2
 
@@ -167,7 +169,7 @@ class AdaptiveStages:
         seconds["recognition"] -= self.fusion_seconds
         seconds["fusion"] = self.fusion_seconds
         return BatchOutput(batch["index"].tolist(), batch["target"], batch["valid"], logits.float(),
-                           decisions.detach().float().cpu(), seconds)
+                           decisions.detach().float().cpu(), seconds, batch["notes"])
 
     @contextmanager
     def fusion_timing(self, net: Any) -> Iterator[None]:

@@ -174,11 +174,13 @@ class VideoWork:
         media = self._media(index)
         try:
             segments = ds.segments(index, media)
-            wanted = _frames_needed(list(ds.modalities.values()), segments, policy=False)
-            if ds.load == "all":
-                wanted = sorted(set(wanted) | set(_frames_needed(list(ds.policy_views.values()), segments, policy=True)))
+            wanted: set[int] = set()  # the frames of what this dataset's load asks for (a policy-only one: its views')
+            if ds.load in ("all", "recognition"):
+                wanted.update(_frames_needed(list(ds.modalities.values()), segments, policy=False))
+            if ds.load in ("all", "policy"):
+                wanted.update(_frames_needed(list(ds.policy_views.values()), segments, policy=True))
             start = time.perf_counter()
-            media.keep(wanted)  # one sequential pass instead of a seek per segment
+            media.keep(sorted(wanted))  # one sequential pass instead of a seek per segment
             times["decode"] = time.perf_counter() - start
             start = time.perf_counter()
             tensors = ds.load_tensors(index, media)

@@ -19,7 +19,7 @@ import torch
 
 from adamml_core.config import ExperimentConfig, config_to_dict
 from adamml_core.engine import distributed
-from adamml_core.engine.calibration import calibrate
+from adamml_core.engine.eval_loop import calibrate
 from adamml_core.engine.checkpoint import component_origins, load_checkpoint
 from adamml_core.engine.evaluator import Evaluator
 from adamml_core.engine.experiment import Experiment, build_experiment
@@ -100,7 +100,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Run every remaining stage; returns the last validation results per stage."""
         with training_progress(self.show_progress) as progress:
-            self.progress = self.evaluator.progress = progress
+            self.progress = progress
             while self.position.stage_index < len(self.plans):
                 self._run_stage(*self.plans[self.position.stage_index])
         return {"stages": self.history, "best": self.best.best, "run_dir": str(self.run.root)}
@@ -127,7 +127,7 @@ class Trainer:
         """The current system on a split; adaptive with ``decision_rule: rate_matched`` uses calibrated thresholds."""
         if mode == "adaptive" and threshold is None and self.cfg.train.decision_rule == "rate_matched":
             threshold = self.thresholds if self.thresholds is not None else self.calibrate()
-        return self.evaluator.evaluate(self.system, self.exp.records[split], mode=mode, threshold=threshold)
+        return self.evaluator.evaluate(self.system, self.exp.records[split], mode=mode, threshold=threshold, progress=self.progress)
 
     # ------------------------------------------------------------------ stages
 
