@@ -49,7 +49,7 @@ def shared_pass(system: Any, exp: Any, records: list, rules: list[dict[str, floa
     """Every rule (per-modality thresholds), the fusion and the unimodal networks from one read of ``records``."""
     from torch.utils.data import DataLoader
 
-    from adamml_core.engine.calibration import threshold_decisions
+    from adamml_core.engine.decisions.rules import threshold_decisions
     from adamml_core.engine.loaders import to_device
     from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
     from adamml_core.models import fusion_contract
@@ -97,13 +97,14 @@ def shared_pass(system: Any, exp: Any, records: list, rules: list[dict[str, floa
     return out
 
 
-def run_sweep(state: dict, exp: Any, system: Any, records: list, *, points: int, out_dir: Path, costs: Any,
-              device: Any, batch_size: int, workers: int, amp: bool, meta: dict[str, Any]) -> Sweep:
-    """Choose the budgets and thresholds, evaluate them in one pass, write ``sweep.png`` and ``sweep.json``."""
+def run_sweep(run: Any, records: list, *, points: int, out_dir: Path, costs: Any, device: Any, batch_size: int,
+              workers: int, amp: bool, meta: dict[str, Any]) -> Sweep:
+    """Choose the budgets and thresholds of ``run`` (a ``LoadedRun``), evaluate them in one pass, write the files."""
     from adamml_core.engine.budget import budget_grid, spend_spread, sweep_thresholds
     from adamml_core.engine.operating_point import calibration_for
 
-    cal, source = calibration_for(state, system, exp, costs=costs)
+    exp, system = run.exp, run.system
+    cal, source = calibration_for(run, costs=costs)
     choices = sweep_thresholds(cal, budget_grid(cal, points))
     result = shared_pass(system, exp, records, [c.thresholds for c in choices], device=device, batch_size=batch_size,
                          workers=workers, amp=amp)

@@ -10,7 +10,7 @@ modality) items. That path is the one function :func:`adaptive_batch`, passed in
 ``unimodal:<m>``: one recognition network alone.
 ``random``: AdaMML's networks with decisions drawn at random at per-modality ``rates``
 (default: the learned policy's rates, from an adaptive pass over the same videos) through the
-same lazy path (:mod:`adamml_core.engine.random_policy`); its GFLOPs count no policy network.
+same lazy path (:class:`adamml_core.engine.decisions.random.RandomPolicy`); its GFLOPs count no policy network.
 
 GFLOPs per video come from the one cost model (:class:`adamml_core.cost_model.CostModel`).
 """
@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from adamml_core.cost_model import CostModel
-from adamml_core.engine.calibration import threshold_decisions
+from adamml_core.engine.decisions.rules import policy_rule
 from adamml_core.engine.distributed import DistContext
 from adamml_core.engine.failures import FailureTally, tally_dataset
 from adamml_core.engine.loaders import to_device
@@ -54,12 +54,7 @@ def adaptive_batch(system: Any, dataset: Any, batch: dict[str, Any], *, threshol
     from adamml_core.segmented_dataset import load_selected
 
     names = list(system.modalities)
-    if isinstance(threshold, dict):
-        _, probs = system.decide(to_device(batch["policy_inputs"], device))
-        decisions = threshold_decisions(system, probs.float(), threshold)
-    else:
-        decisions, _ = system.decide(to_device(batch["policy_inputs"], device), threshold=threshold)
-    decisions = decisions.float()
+    decisions = policy_rule(system, threshold)(to_device(batch["policy_inputs"], device)).decisions.float()
     indices = batch["index"].tolist()
     items = load_selected(dataset, indices, decisions.cpu(), names, workers=workers)
     items = {m: (x.to(device), pos.to(device)) for m, (x, pos) in items.items()}
@@ -100,7 +95,7 @@ class Evaluator:
                 raise EvaluationError("--rates only applies to --mode random")
             with torch.random.fork_rng(devices=[]):
                 return self._evaluate(system, records, mode, threshold, description)
-        from adamml_core.engine.random_policy import RatesError, parse_rates
+        from adamml_core.engine.decisions.rates import RatesError, parse_rates
 
         try:
             given = parse_rates(rates, list(system.modalities))
@@ -184,9 +179,9 @@ class Evaluator:
                 shard = [i for batch in loader.batch_sampler for i in batch]
                 rule = None
                 if kind == "random":
-                    from adamml_core.engine.random_policy import random_rule
+                    from adamml_core.engine.decisions.random import RandomPolicy
 
-                    rule = random_rule(system, self.random_rates, self.random_seed + ctx.rank)
+                    rule = RandomPolicy(system, self.random_rates, self.random_seed + ctx.rank)
                 for out in evaluation_batches(system, dataset, shard, threshold=threshold, device=ctx.device,
                                               workers=self.workers, batch_size=self.batch_size, decide=rule):
                     scores.update(out.logits, out.target, out.indices)
