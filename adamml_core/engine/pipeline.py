@@ -120,8 +120,7 @@ class InferencePipeline:
                         stages.submit_stage1(i + 1)
                     if batch is not None:
                         with self.timer.part(seconds, "policy"), compute_context(self.options.fast, self.device):
-                            decisions, probs = decide(self._to_device(batch["policy_inputs"]))
-                            decisions = decisions.float()
+                            decisions, probs = _decided(decide(self._to_device(batch["policy_inputs"])))
                         stages.submit_stage2(i, batch, decisions.detach().cpu())
                     if pending is not None:
                         yield stages.finish(net, *pending)
@@ -180,6 +179,15 @@ class InferencePipeline:
     def _whole_sample(self, index: int, status: str, payload: Any) -> dict[str, Any] | None:
         """``dataset[index]``'s sample from a worker's reply, ``on_error`` applied and counted here."""
         return reply_sample(self.dataset, index, status, payload, lambda p: p["tensors"], self.dataset.zero_sample)
+
+
+def _decided(decision: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(float decisions, probs) of a rule's answer; a bare tensor would unpack as its first two videos."""
+    if isinstance(decision, torch.Tensor):
+        raise TypeError("a decision rule returns Decision(decisions, probs) (adamml_core.engine.decisions.rules), "
+                        "not a tensor")
+    decisions, probs = decision
+    return decisions.float(), probs
 
 
 def adaptive_batches(system: Any, exp: Any, records: list, decide: Decide,
