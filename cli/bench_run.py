@@ -28,27 +28,16 @@ def register_run(benchmark_app: typer.Typer) -> None:
 
 def parse_selection(text: str | None, ratio: float | None, names: list[str]) -> dict[str, float] | None:
     """``"rgb=0.3,audio=0.8"`` or one ratio for every modality -> {modality: rate}; None: neither given."""
+    from adamml_core.engine.decisions.rates import RatesError, parse_rates
+
     if text is None:
         return None if ratio is None else {m: float(ratio) for m in names}
     if ratio is not None:
         raise BenchmarkError("give --selection or --selection-ratio, not both")
-    rates: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep:
-            raise BenchmarkError(f"--selection: '{part}' is not modality=rate (e.g. {names[0]}=0.3)")
-        if name not in names:
-            raise BenchmarkError(f"--selection: '{name}' is not a modality of this config; it has {', '.join(names)}")
-        try:
-            rates[name] = float(value)
-        except ValueError:
-            raise BenchmarkError(f"--selection: rate '{value}' of '{name}' is not a number") from None
-        if not 0.0 <= rates[name] <= 1.0:
-            raise BenchmarkError(f"--selection: rate of '{name}' must be within [0, 1], got {value}")
-    missing = [m for m in names if m not in rates]
-    if missing:
-        raise BenchmarkError(f"--selection: no rate for {', '.join(missing)} (give every modality of the config)")
-    return rates
+    try:
+        return parse_rates(text, names, option="--selection")
+    except RatesError as exc:
+        raise BenchmarkError(str(exc)) from None
 
 
 def source_videos(source: Path, limit: int | None) -> list[Path]:
@@ -77,28 +66,21 @@ def generate_videos(folder: Path, count: int, seconds: float) -> list[Path]:
 
 
 def _system(config: Path, overrides: list[str], checkpoint: Optional[Path], device: Any, seed: int):
-    """(experiment, system, decide-from-the-learned-policy or None) from a checkpoint or a config."""
+    """(experiment, system, the checkpoint's decision rule or None) from a checkpoint or a config."""
     import torch
 
     from adamml_cli.session import components_for, load_config_and_components
     from adamml_core.config import resolve_config
-    from adamml_core.engine.experiment import build_experiment, checkpoint_config, from_checkpoint
+    from adamml_core.engine.experiment import build_experiment
 
     if checkpoint is not None:
-        state, cfg = checkpoint_config(checkpoint)
-        state, exp, system = from_checkpoint(checkpoint, components=components_for(cfg), splits=(), device=device,
-                                             prepare=False, state=state)
-        thresholds = state.get("thresholds")
+        from adamml_core.engine.decisions.choice import choose_rule
+        from adamml_core.engine.decisions.rules import policy_rule
+        from adamml_core.engine.run_loading import load_run
 
-        def learned(policy_inputs):
-            if isinstance(thresholds, dict):
-                from adamml_core.engine.calibration import threshold_decisions
-
-                _, probs = system.decide(policy_inputs)
-                return threshold_decisions(system, probs.float(), thresholds)
-            return system.decide(policy_inputs)[0]
-
-        return exp, system.eval(), learned
+        run = load_run(checkpoint, components=components_for, device=device)
+        rule, _ = choose_rule(run)  # as eval without options: its calibrated thresholds, else argmax
+        return run.exp, run.system.eval(), policy_rule(run.system, rule)
     cfg, components = load_config_and_components(config, overrides)
     exp = build_experiment(resolve_config(cfg, components), components=components, prepare=False, splits=())
     torch.manual_seed(seed)
@@ -184,14 +166,15 @@ def _pipeline_options(batch_size: int, workers: int, keep: str, device, fast):
 
 def _decider(system, learned, rates: dict[str, float] | None, seed: int):
     """(decide, rates): the checkpoint's policy, or decisions drawn at ``rates`` (default 0.5 each) from ``seed``."""
-    from adamml_core.engine.bench import random_decider
+    from adamml_core.engine.decisions.random import RandomPolicy
 
     if learned is not None and rates is not None:
         raise BenchmarkError("--selection/--selection-ratio draw random decisions; with --checkpoint the policy decides")
     if learned is not None:
         return learned, None
     rates = rates if rates is not None else {m: 0.5 for m in system.modalities}
-    return random_decider(system, rates, seed), rates
+    # the policy still runs (its cost is timed); exactly round(rate * items) items per batch (see RandomPolicy)
+    return RandomPolicy(system, rates, seed, draw="exact", run_policy=True), rates
 
 
 def _machine_facts(exp) -> dict:

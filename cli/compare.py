@@ -164,43 +164,44 @@ def run_key(name: str) -> str:
     return UNIMODAL if name == UNIMODAL else ("adamml" if name in ("adamml", "random") else name)
 
 
-def method_modes(name: str, state: dict[str, Any], modalities: list[str],
-                 results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """(row label, evaluation mode, evaluator keywords) of each row a method gives."""
+def method_modes(name: str, run: Any, results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(row label, evaluation mode, evaluator keywords) of each row a method gives (``run``: its ``LoadedRun``)."""
+    from adamml_core.engine.decisions.choice import choose_rule
+
     if name == "unimodal":
-        return [(f"unimodal:{m}", f"unimodal:{m}", {}) for m in modalities]
-    if name == "adamml":  # the checkpoint's decision rule: its calibrated thresholds, else argmax
-        return [(name, "adaptive", {"threshold": state.get("thresholds")})]
-    if name == "random":  # at the learned policy's rates on the same videos
-        rates = results["adamml"]["rows"][0]["selection"] if "adamml" in results else None
-        return [(name, "random", {"rates": rates, "threshold": state.get("thresholds")})]
-    return [(name, "all", {})]
+        return [(f"unimodal:{m}", f"unimodal:{m}", {}) for m in run.system.modalities]
+    if name not in ("adamml", "random"):
+        return [(name, "all", {})]
+    rule, _ = choose_rule(run)  # the checkpoint's decision rule, as eval's: its calibrated thresholds, else argmax
+    if name == "adamml":
+        return [(name, "adaptive", {"threshold": rule})]
+    # random: at the learned policy's rates on the same videos
+    rates = results["adamml"]["rows"][0]["selection"] if "adamml" in results else None
+    return [(name, "random", {"rates": rates, "threshold": rule})]
 
 
 def evaluate_method(plan: Any, name: str, evaluation: Evaluation, results: dict[str, Any]) -> dict[str, Any]:
     """Train the method's model if needed, then score it on the shared videos: ``{"method", "rows", ...}``."""
     from adamml_core.engine.distributed import DistContext
     from adamml_core.engine.evaluator import Evaluator
-    from adamml_core.engine.experiment import from_checkpoint
     from adamml_core.engine.progress import training_progress
+    from adamml_core.engine.run_loading import load_run
 
     if name == "random" and "adamml" not in results:  # its rates (a row only when asked for)
         results["adamml"] = _adamml_result(plan, evaluation, results)
     key = run_key(name)
     checkpoint = plan.checkpoint(key)
-    state, exp, system = from_checkpoint(checkpoint, components=plan.components, splits=(), device=evaluation.device,
-                                         prepare=False)
+    run = load_run(checkpoint, components=plan.components, device=evaluation.device)
     rows = []
     with training_progress(evaluation.progress) as progress:
-        evaluator = Evaluator(exp, ctx=DistContext(device=evaluation.device), batch_size=evaluation.batch_size,
+        evaluator = Evaluator(run.exp, ctx=DistContext(device=evaluation.device), batch_size=evaluation.batch_size,
                               workers=evaluation.workers, amp=evaluation.amp, progress=progress)
-        for label, mode, options in method_modes(name, state, list(system.modalities), results):
-            result = evaluator.evaluate(system, evaluation.records, mode=mode, description=f"{label}: eval {mode}",
+        for label, mode, options in method_modes(name, run, results):
+            result = evaluator.evaluate(run.system, evaluation.records, mode=mode, description=f"{label}: eval {mode}",
                                         **options)
             rows.append(result_row(label, name, result))
     shares = plan.stages(key)[1] and key not in plan.given  # a --from checkpoint was trained as its run folder says
-    return {"method": name, "checkpoint": str(checkpoint), "stages": list(state["config"]["train"]["stages"]),
-            "shares_unimodal": shares,
+    return {"method": name, "checkpoint": str(checkpoint), "stages": run.stages, "shares_unimodal": shares,
             "train_seconds": plan.train_seconds.get(key), "rows": rows}
 
 

@@ -103,9 +103,9 @@ def differences(old: Any, new: Any, path: str = "") -> list[str]:
 
 def finished(checkpoint: Path) -> bool:
     """True when ``checkpoint`` (a run's last.pt) stands at the end of its recipe."""
-    from adamml_core.engine.checkpoint import load_checkpoint
+    from adamml_core.engine.checkpoint import Key, load_checkpoint
 
-    return checkpoint.is_file() and load_checkpoint(checkpoint).get("stage") == "done"
+    return checkpoint.is_file() and load_checkpoint(checkpoint).get(Key.STAGE) == "done"
 
 
 class Source:
@@ -121,16 +121,16 @@ class Source:
 
     def checkpoint(self, key: str) -> Path | None:
         """The run's checkpoint standing for run ``key`` (``unimodal`` or ``adamml``), or None."""
-        from adamml_core.engine.checkpoint import load_checkpoint
+        from adamml_core.engine.checkpoint import Key, load_checkpoint
         from adamml_core.engine.run_dir import LAST
 
         path = self.checkpoints / (f"{UNIMODAL}.pt" if key == UNIMODAL else LAST)
         if key not in ("adamml", UNIMODAL) or not path.is_file():
             return None
         state = load_checkpoint(path)
-        self._check(path, state["config"])
-        if key == "adamml" and (state.get("stage") != "done"
-                                or state["config"]["train"]["stages"] != self.base["train"]["stages"]):
+        self._check(path, state[Key.CONFIG])
+        if key == "adamml" and (state.get(Key.STAGE) != "done"
+                                or state[Key.CONFIG]["train"]["stages"] != self.base["train"]["stages"]):
             return None  # not (yet) a model trained with this config's whole recipe
         return path
 

@@ -177,7 +177,7 @@ def print_seeds_report(report: dict[str, Any]) -> None:
 
 def run_demo(cfg, *, progress: bool = True, say=lambda message: None) -> dict[str, Any]:
     from adamml_cli.session import components_for
-    from adamml_core.engine.checkpoint import load_checkpoint
+    from adamml_core.engine.checkpoint import checkpoint_weights
     from adamml_core.engine.trainer import Trainer
     from adamml_core.media.memory import clear as forget_preloaded, preload
 
@@ -198,7 +198,7 @@ def run_demo(cfg, *, progress: bool = True, say=lambda message: None) -> dict[st
         # the baselines use the networks as they were before AdaMML's stages (lesson: a network
         # fine-tuned behind a policy does worse when run on everything)
         baseline = trainer.exp.build_system().to(trainer.ctx.device)
-        baseline.load_state_dict(load_checkpoint(trainer.run.checkpoint("fusion"))["model"])
+        baseline.load_state_dict(checkpoint_weights(trainer.run.checkpoint("fusion")))
         val = trainer.exp.records["val"]
         fusion = trainer.evaluator.evaluate(baseline, val, mode="all")
         unimodal = [trainer.evaluator.evaluate(baseline, val, mode=f"unimodal:{m}") for m in cfg.modalities]

@@ -18,14 +18,15 @@ from typing import Any
 from adamml_cli.sweep_plot import ReferencePoint, Sweep, sweep_from_choices, write_sweep
 
 
-def run_sweep(state: dict, exp: Any, system: Any, records: list, *, points: int, out_dir: Path, costs: Any,
-              device: Any, batch_size: int, workers: int, amp: bool, meta: dict[str, Any]) -> Sweep:
-    """Choose the budgets and thresholds, evaluate them in one pass, write ``sweep.png`` and ``sweep.json``."""
+def run_sweep(run: Any, records: list, *, points: int, out_dir: Path, costs: Any, device: Any, batch_size: int,
+              workers: int, amp: bool, meta: dict[str, Any]) -> Sweep:
+    """Choose the budgets and thresholds of ``run`` (a ``LoadedRun``), evaluate them in one pass, write the files."""
     from adamml_core.engine.budget import budget_grid, spend_spread, sweep_thresholds
     from adamml_core.engine.masked_pass import masked_pass
     from adamml_core.engine.operating_point import calibration_for
 
-    cal, source = calibration_for(state, system, exp, costs=costs)
+    exp, system = run.exp, run.system
+    cal, source = calibration_for(run, costs=costs)
     choices = sweep_thresholds(cal, budget_grid(cal, points))
     result = masked_pass(system, exp, records, [c.thresholds for c in choices], device=device, batch_size=batch_size,
                          workers=workers, amp=amp)

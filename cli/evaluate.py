@@ -48,15 +48,15 @@ def evaluate_command(
         dev = ctx.device
         if sweep and ctx.distributed:
             raise typer.BadParameter("--sweep runs in one process: run it without torchrun")
-        state, exp, system = from_checkpoint_cli(checkpoint, split, dev)
+        run = load_checkpoint_run(checkpoint, split, dev)
+        exp, system = run.exp, run.system
         for m in mode:
             parse_mode(m, list(system.modalities))
         evaluator = Evaluator(exp, ctx=ctx, batch_size=batch_size, workers=exp.cfg.runtime.workers if workers is None else workers,
                               amp=exp.cfg.runtime.amp)
         if sweep:
-            return _sweep(state, exp, system, checkpoint, split, evaluator, points, out, json_output)
-        doc = _evaluate(state, exp, system, evaluator, checkpoint, split, mode, budget_gflops, threshold, argmax,
-                        report, rates)
+            return _sweep(run, checkpoint, split, evaluator, points, out, json_output)
+        doc = _evaluate(run, evaluator, checkpoint, split, mode, budget_gflops, threshold, argmax, report, rates)
     if not ctx.is_main:  # the scores were gathered: rank 0 prints them once
         return
     if json_output:
@@ -75,15 +75,17 @@ def evaluate_command(
         console.print(f"report: {rep['files']['csv']}, {rep['files']['json']}, {rep['files']['png']}", highlight=False)
 
 
-def _evaluate(state, exp, system, evaluator, checkpoint, split, modes, budget_gflops, threshold, argmax,
-              report, rates=None) -> dict[str, Any]:
-    from adamml_core.engine.operating_point import decision_rule, stored_calibration
+def _evaluate(run, evaluator, checkpoint, split, modes, budget_gflops, threshold, argmax, report,
+              rates=None) -> dict[str, Any]:
+    from adamml_core.engine.decisions.choice import choose_rule
+    from adamml_core.engine.operating_point import stored_calibration
 
+    exp, system = run.exp, run.system
     # the evaluator counts the costs once for every mode; a budget needs them first only to compute a calibration
-    costs = evaluator.cost_model(system) if budget_gflops is not None and stored_calibration(state, system) is None else None
+    costs = evaluator.cost_model(system) if budget_gflops is not None and stored_calibration(run) is None else None
     needs_rule = "adaptive" in modes or ("random" in modes and rates is None) or report is not None
-    rule, info = (decision_rule(state, system, exp, budget_gflops=budget_gflops, threshold=threshold, argmax=argmax,
-                                ctx=evaluator.ctx, costs=costs, say=_notice) if needs_rule else (None, {"rule": "argmax"}))
+    rule, info = (choose_rule(run, budget_gflops=budget_gflops, threshold=threshold, argmax=argmax, ctx=evaluator.ctx,
+                              costs=costs, say=_notice) if needs_rule else (None, {"rule": "argmax"}))
     records = exp.records[split]
     results, outputs = [], None
     for m in modes if "adaptive" in modes or report is None else [*modes, "adaptive"]:
@@ -96,7 +98,7 @@ def _evaluate(state, exp, system, evaluator, checkpoint, split, modes, budget_gf
             if info["rule"] == "budget":
                 result["budget"] = budget_check(info, result)
         results.append(result)
-    doc: dict[str, Any] = {"checkpoint": str(checkpoint), "stage": state.get("stage"), "split": split, "results": results}
+    doc: dict[str, Any] = {"checkpoint": str(checkpoint), "stage": run.stage, "split": split, "results": results}
     if report is not None and evaluator.ctx.is_main:  # every rank holds the gathered outputs; one writes
         doc["report"] = _report(report, outputs, exp, system, evaluator.cost_model(system), checkpoint, split, info)
     return doc
@@ -135,14 +137,13 @@ def _report(out_dir: Path, outputs, exp, system, costs, checkpoint, split, info)
     return {"sorted_by": by, "modalities": names, "classes": rows, "files": {k: str(v) for k, v in files.items()}}
 
 
-def _sweep(state, exp, system, checkpoint: Path, split: str, evaluator, points: int, out: Path | None,
-           json_output: bool) -> None:
+def _sweep(run, checkpoint: Path, split: str, evaluator, points: int, out: Path | None, json_output: bool) -> None:
     from adamml_cli.eval_sweep import run_sweep, sweep_rows
 
+    exp = run.exp
     out_dir = out if out is not None else checkpoint.parent / f"sweep-{checkpoint.stem}"
-    meta = {"checkpoint": str(checkpoint), "stage": state.get("stage"), "split": split}
-    result = run_sweep(state, exp, system, exp.records[split], points=points, out_dir=out_dir,
-                       costs=evaluator.cost_model(system), device=evaluator.ctx.device, batch_size=evaluator.batch_size,
+    meta = {"checkpoint": str(checkpoint), "stage": run.stage, "split": split}
+    result = run_sweep(run, exp.records[split], points=points, out_dir=out_dir, costs=evaluator.cost_model(run.system), device=evaluator.ctx.device, batch_size=evaluator.batch_size,
                        workers=evaluator.workers, amp=evaluator.amp, meta=meta)
     if json_output:
         emit_json({**result.as_dict(), "files": {"png": str(out_dir / "sweep.png"), "json": str(out_dir / "sweep.json")}})
@@ -168,14 +169,12 @@ def budget_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def from_checkpoint_cli(checkpoint: Path, split: str, device):
-    """The checkpoint's config is read first, so that its ``plugins.block`` applies to the plugins loaded."""
-    from adamml_cli.session import apply_runtime_threads, components_for
-    from adamml_core.engine.experiment import checkpoint_config, from_checkpoint
+def load_checkpoint_run(checkpoint: Path, split: str, device):
+    """The run to evaluate on ``split`` (prepared); its config's ``plugins.block`` applies to the plugins loaded."""
+    from adamml_cli.session import run_components
+    from adamml_core.engine.run_loading import load_run
 
-    state, cfg = checkpoint_config(checkpoint)
-    apply_runtime_threads(cfg)
-    return from_checkpoint(checkpoint, components=components_for(cfg), splits=(split,), device=device, state=state)
+    return load_run(checkpoint, components=run_components, splits=(split,), device=device, prepare=True)
 
 
 def evaluation_table(title: str, results: list[dict], metric: str):

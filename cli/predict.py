@@ -115,27 +115,25 @@ def collect_videos(inputs: list[Path]) -> list[Path]:
 def load_predictor(checkpoint: Path, *, budget_gflops: float | None, threshold: float | None, argmax: bool,
                    top_k: int, batch_size: int, workers: int | None, device: str) -> tuple[Any, dict[str, Any]]:
     """(Predictor, decision-rule info) for a checkpoint; its config's ``plugins.block`` applies."""
-    from adamml_cli.session import apply_runtime_threads, components_for
+    from adamml_cli.session import run_components
     from adamml_core.config import ConfigError
+    from adamml_core.engine.decisions.choice import choose_rule
     from adamml_core.engine.distributed import DistContext, pick_device
-    from adamml_core.engine.experiment import checkpoint_config, from_checkpoint
     from adamml_core.engine.inference import Predictor
-    from adamml_core.engine.operating_point import decision_rule
     from adamml_core.engine.pipeline import PipelineOptions
+    from adamml_core.engine.run_loading import load_run
 
     if budget_gflops is not None and threshold is not None:
         raise ConfigError("give --budget-gflops or --threshold, not both")
     dev = pick_device(device)
-    state, cfg = checkpoint_config(checkpoint)
-    apply_runtime_threads(cfg)
     # no split is read and nothing is generated: the videos are the user's, only the class names are needed
-    state, exp, system = from_checkpoint(checkpoint, components=components_for(cfg), splits=(), device=dev,
-                                         prepare=False, state=state)
-    rule, info = decision_rule(state, system, exp, budget_gflops=budget_gflops, threshold=threshold, argmax=argmax,
-                               ctx=DistContext(device=dev))
+    run = load_run(checkpoint, components=run_components, device=dev)
+    rule, info = choose_rule(run, budget_gflops=budget_gflops, threshold=threshold, argmax=argmax,
+                             ctx=DistContext(device=dev))
+    exp = run.exp
     options = PipelineOptions(batch_size=batch_size, workers=exp.cfg.runtime.workers if workers is None else workers,
                               device=dev)
-    return Predictor(system, exp, rule=rule, options=options, top_k=top_k), info
+    return Predictor(run.system, exp, rule=rule, options=options, top_k=top_k), info
 
 
 def start_predictor(paths: list[Path], checkpoint: Path, *, quiet: bool, **choices: Any) -> tuple[Any, dict[str, Any]]:

@@ -46,6 +46,15 @@ def components_for(cfg: Any) -> Components:
     return plugin_system(cfg.plugins.block).components
 
 
+def run_components(cfg: Any) -> Components:
+    """The plugin set of a command that runs a checkpoint's networks (``load_run(components=run_components)``).
+
+    Its config's ``plugins.block`` honoured and its ``runtime.threads`` applied (:func:`apply_runtime_threads`).
+    """
+    apply_runtime_threads(cfg)
+    return components_for(cfg)
+
+
 def load_config_and_components(path: Path, overrides: list[str] | None) -> tuple[Any, Components]:
     """Read and validate a config, then load the plugins it does not block (structure errors come first)."""
     from adamml_core.config import load_config

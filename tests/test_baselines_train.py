@@ -159,17 +159,18 @@ def test_random_policy_draws_at_the_rates_through_the_lazy_path(trained, monkeyp
 
 
 def test_random_policy_keeps_the_empty_video_rule():
-    from adamml_core.engine.random_policy import random_rule
+    from adamml_core.engine.decisions.random import RandomPolicy
 
     class System:
         modalities = ["a", "b"]
         empty_video = "best_item"
 
     inputs = {"a": torch.zeros(64, 4, 1)}
-    filled = random_rule(System(), {"a": 0.0, "b": 0.0}, seed=0)(inputs)
+    filled, probs = RandomPolicy(System(), {"a": 0.0, "b": 0.0}, seed=0)(inputs)
     assert bool((filled.flatten(1).sum(dim=1) == 1).all())  # exactly one item per video switched on
+    assert probs.shape == filled.shape and float(probs.max()) == 0.0  # the rates it drew at
     System.empty_video = "zeros"
-    assert float(random_rule(System(), {"a": 0.0, "b": 0.0}, seed=0)(inputs).sum()) == 0.0
+    assert float(RandomPolicy(System(), {"a": 0.0, "b": 0.0}, seed=0)(inputs).decisions.sum()) == 0.0
 
 
 @pytest.mark.parametrize("fusion", ["unilateral", "bilateral"])

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from adamml_cli.bench_run import BenchmarkError, parse_selection
-from adamml_core.engine.bench import random_decider
+from adamml_core.engine.decisions.random import RandomPolicy
 from engine_configs import TINY
 
 
@@ -62,6 +62,11 @@ def test_bad_options_are_one_line_errors(cli, config):
     assert result.exit_code == 2 and "unimodal:flow" in result.output
 
 
+def exact_draws(system, rates, seed):
+    """The benchmark's draws: the policy runs (it is timed), exactly round(rate * items) items per batch."""
+    return RandomPolicy(system, rates, seed, draw="exact", run_policy=True)
+
+
 def test_selection_parsing():
     names = ["rgb", "audio"]
     assert parse_selection("rgb=0.3, audio=0.8", None, names) == {"rgb": 0.3, "audio": 0.8}
@@ -79,8 +84,8 @@ def test_random_decisions_follow_the_rates_from_a_fixed_seed():
         def decide(self, inputs):
             return torch.zeros(400, 10, 2), None
 
-    first = random_decider(Stub(), {"a": 0.3, "b": 0.8}, seed=0)({})
-    again = random_decider(Stub(), {"a": 0.3, "b": 0.8}, seed=0)({})
+    first = exact_draws(Stub(), {"a": 0.3, "b": 0.8}, seed=0)({}).decisions
+    again = exact_draws(Stub(), {"a": 0.3, "b": 0.8}, seed=0)({}).decisions
     assert torch.equal(first, again)
     rates = first.mean(dim=(0, 1))
     assert abs(float(rates[0]) - 0.3) < 0.03 and abs(float(rates[1]) - 0.8) < 0.03
@@ -120,7 +125,7 @@ def test_passes_of_the_methods_are_interleaved_round_by_round(tiny_run, warmup):
     log, seen = PassLog(exp), []
     settings = bench.BenchSettings(methods=["adaptive", "all"], repeats=2, warmup_videos=warmup,
                                    options=bench.PipelineOptions(batch_size=2), on_pass=lambda *a: seen.append(a))
-    out = bench.measure_all(system, log, records, random_decider(system, {"rgb": 0.5, "audio": 1.0}), settings, costs)
+    out = bench.measure_all(system, log, records, exact_draws(system, {"rgb": 0.5, "audio": 1.0}, 0), settings, costs)
     warm = [] if warmup == 0 else [("adaptive", 2), ("all", 2)]
     assert log.calls == warm + [("adaptive", 4), ("all", 4)] * 2  # not adaptive, adaptive, all, all
     assert [(method, round_) for method, round_, _ in seen] == [("adaptive", 1), ("all", 1), ("adaptive", 2), ("all", 2)]
@@ -138,8 +143,8 @@ def test_drawn_decisions_restart_with_each_pass():
         def decide(self, inputs):
             return torch.zeros(4, 10, 2), None
 
-    decide = random_decider(Stub(), {"a": 0.5, "b": 0.5}, seed=1)
-    first, second = decide({}), decide({})
+    decide = exact_draws(Stub(), {"a": 0.5, "b": 0.5}, seed=1)
+    first, second = decide({}).decisions, decide({}).decisions
     assert not torch.equal(first, second)  # batches of one pass get different draws
     decide.reset()
-    assert torch.equal(decide({}), first)  # a new pass draws the same again
+    assert torch.equal(decide({}).decisions, first)  # a new pass draws the same again

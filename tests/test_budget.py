@@ -18,7 +18,7 @@ from adamml_core.engine.budget import (
     thresholds_for_budget,
 )
 from adamml_core.cost_model import CostModel
-from adamml_core.engine.calibration import threshold_decisions
+from adamml_core.engine.decisions.rules import threshold_decisions
 
 NAMES = ("m0", "m1", "m2")
 COSTS = {"m0": 4.0, "m1": 6.5, "m2": 1.0}

@@ -175,7 +175,8 @@ def test_run_directory_writes_plottable_jsonl(tmp_path):
 def test_rate_matched_thresholds_spend_the_training_budget_on_the_likeliest_items():
     from types import SimpleNamespace
 
-    from adamml_core.engine.calibration import rate_matched_thresholds, threshold_decisions
+    from adamml_core.engine.calibration import rate_matched_thresholds
+    from adamml_core.engine.decisions.rules import threshold_decisions
 
     # modality a: P 0.4 on 5 items, 0.2 on 15 -> mean 0.25 -> 5 of 20 items, the 0.4 ones
     a = torch.tensor([0.4] * 5 + [0.2] * 15)

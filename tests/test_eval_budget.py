@@ -1,8 +1,9 @@
-"""A budget in GFLOPs for a trained checkpoint: calibration stored, decision_rule, eval --budget-gflops/--sweep/--report."""
+"""A budget in GFLOPs for a trained checkpoint: calibration stored, load_run, choose_rule, eval --budget-gflops/--sweep/--report."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -11,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from adamml_core.engine.budget import BudgetError, Calibration
-from adamml_core.engine.checkpoint import atomic_torch_save, load_checkpoint
+from adamml_core.engine.checkpoint import Key, atomic_torch_save, load_checkpoint
+from adamml_core.engine.decisions.choice import choose_rule
 from adamml_core.engine.trainer import Trainer
 from engine_configs import builtin_components, tiny_config
 
@@ -32,9 +34,9 @@ def checkpoint(data_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(checkpoint):
-    from adamml_cli.evaluate import from_checkpoint_cli
+    from adamml_cli.evaluate import load_checkpoint_run
 
-    return from_checkpoint_cli(checkpoint, "val", torch.device("cpu"))
+    return load_checkpoint_run(checkpoint, "val", torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,7 @@ def counted(loaded):
     """The cost model, counted once for the in-process evaluations (each CLI call counts its own)."""
     from adamml_core.engine.evaluator import segment_costs
 
-    _, exp, system = loaded
-    return segment_costs(system, exp)
+    return segment_costs(loaded.system, loaded.exp)
 
 
 def _run(*args):
@@ -60,22 +61,27 @@ def _middle_budget(cal: Calibration) -> float:
 
 
 def test_checkpoint_stores_calibration_and_older_ones_still_get_a_budget(checkpoint, loaded, counted, tmp_path):
-    from adamml_core.engine.operating_point import decision_rule
+    from adamml_core.engine.run_loading import load_run
 
-    state, exp, system = loaded
+    system = loaded.system
     raw = torch.load(checkpoint, weights_only=True)
+    assert set(raw) == {v for k, v in vars(Key).items() if k.isupper()}  # the writer writes what the readers read
     cal = Calibration.from_state(raw["calibration"])
     assert cal.probs.shape == (12, 3, 2) and list(cal.modalities) == list(system.modalities)
-    assert raw["thresholds"]  # the rate-matched thresholds it sits beside
+    assert raw["thresholds"] and loaded.thresholds == raw["thresholds"]  # the rate-matched thresholds it sits beside
+    assert loaded.calibration is not None and loaded.stage == raw["stage"] == "done"
+    assert loaded.origins == raw["components"] and "media_sources" in loaded.origins
 
-    older = {k: v for k, v in state.items() if k != "calibration"}  # as written before the calibration was stored
+    older = {k: v for k, v in raw.items() if k != "calibration"}  # as written before the calibration was stored
     old_path = tmp_path / "old.pt"
     atomic_torch_save(older, old_path)
     assert "calibration" not in load_checkpoint(old_path)
+    old = load_run(old_path, components=builtin_components(), splits=("val",))
+    assert old.calibration is None and old.thresholds == loaded.thresholds
     notices = []
     budget = _middle_budget(cal)
-    stored_rule, stored = decision_rule(state, system, exp, budget_gflops=budget, say=notices.append)
-    computed_rule, computed = decision_rule(older, system, exp, budget_gflops=budget, say=notices.append, costs=counted)
+    stored_rule, stored = choose_rule(loaded, budget_gflops=budget, say=notices.append)
+    computed_rule, computed = choose_rule(old, budget_gflops=budget, say=notices.append, costs=counted)
     assert stored["calibration"] == "stored" and computed["calibration"] == "computed"
     assert len(notices) == 1 and "12 training videos" in notices[0]
     # the same videos, the same policy: the same choice
@@ -83,32 +89,29 @@ def test_checkpoint_stores_calibration_and_older_ones_still_get_a_budget(checkpo
 
 
 def test_decision_rule_precedence_and_a_budget_below_the_minimum(loaded):
-    from adamml_core.engine.operating_point import decision_rule
-
-    state, exp, system = loaded
-    quiet = {"say": None}
-    rule, info = decision_rule(state, system, exp, budget_gflops=1e6, threshold=0.3, argmax=True, **quiet)
-    assert info["rule"] == "budget" and info["status"] == "all_selected" and rule == {m: 0.0 for m in system.modalities}
+    run, quiet = loaded, {"say": None}
+    rule, info = choose_rule(run, budget_gflops=1e6, threshold=0.3, argmax=True, **quiet)
+    assert info["rule"] == "budget" and info["status"] == "all_selected" and rule == {m: 0.0 for m in run.system.modalities}
     json.dumps(info, allow_nan=False)
-    assert decision_rule(state, system, exp, threshold=0.3, argmax=True, **quiet) == (0.3, {"rule": "threshold", "threshold": 0.3})
-    assert decision_rule(state, system, exp, argmax=True, **quiet)[0] is None
-    assert decision_rule(state, system, exp, **quiet) == (state["thresholds"], {"rule": "rate_matched", "thresholds": state["thresholds"]})
-    assert decision_rule({**state, "thresholds": None}, system, exp, **quiet) == (None, {"rule": "argmax"})
+    assert choose_rule(run, threshold=0.3, argmax=True, **quiet) == (0.3, {"rule": "threshold", "threshold": 0.3})
+    assert choose_rule(run, argmax=True, **quiet)[0] is None
+    assert choose_rule(run, **quiet) == (run.thresholds, {"rule": "rate_matched", "thresholds": run.thresholds})
+    assert choose_rule(dataclasses.replace(run, thresholds=None), **quiet) == (None, {"rule": "argmax"})
     minimum = info["minimum"]
     with pytest.raises(BudgetError, match=f"{minimum:.3f}"):
-        decision_rule(state, system, exp, budget_gflops=0.5 * minimum, **quiet)
+        choose_rule(run, budget_gflops=0.5 * minimum, **quiet)
 
 
 def test_eval_budget_gflops_meets_the_budget_and_writes_the_class_report(checkpoint, loaded, counted, tmp_path):
     from adamml_cli.evaluate import budget_check
     from adamml_core.engine.evaluator import Evaluator
-    from adamml_core.engine.operating_point import calibration_records, decision_rule
+    from adamml_core.engine.operating_point import calibration_records
 
-    state, exp, system = loaded
-    cal = Calibration.from_state(state["calibration"])
+    exp, system = loaded.exp, loaded.system
+    cal = Calibration.from_state(loaded.calibration)
     budget = _middle_budget(cal)
     # on the calibration videos (the train split) the spend is what the choice promised: <= G, within 10%
-    rule, info = decision_rule(state, system, exp, budget_gflops=budget)
+    rule, info = choose_rule(loaded, budget_gflops=budget)
     result = Evaluator(exp, batch_size=5, costs=counted).evaluate(system, calibration_records(exp), threshold=rule)
     check = budget_check(info, result)
     assert check["measured_gflops"] == pytest.approx(check["calibration_gflops"], rel=1e-9)
@@ -144,7 +147,7 @@ def test_sweep_rises_with_the_budget_meets_each_and_matches_eval(checkpoint, loa
     from adamml_cli.sweep_plot import SIZE, read_sweep
     from adamml_core.engine.evaluator import Evaluator
 
-    state, exp, system = loaded
+    exp, system = loaded.exp, loaded.system
     out = _run("eval", checkpoint, "--sweep", "--points", 5, "--split", "train", "--out", tmp_path / "sw", "--json")
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from adamml_core.segmented_dataset import SegmentedVideoDataset, collate_batch, load_selected
+from adamml_core.engine.decisions.rules import Decision
 from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
 from adamml_core.engine.pipeline_fast import Bucketed, FastPath, bucket
 from adamml_core.media.errors import MediaError
@@ -43,7 +44,7 @@ def decide_half(system):
     """Deterministic and mixed: each item is selected when its P(select) is above the batch median."""
     def decide(policy_inputs):
         _, probs = system.decide(policy_inputs)
-        return (probs > probs.median()).float()
+        return Decision((probs > probs.median()).float(), probs)
     return decide
 
 
@@ -55,7 +56,7 @@ def reference(exp, system, records, decide, batch_size, on_error="substitute"):
     batches = [list(range(i, min(i + batch_size, len(records)))) for i in range(0, len(records), batch_size)]
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_sampler=batches, collate_fn=collate_batch):
-            decisions = decide(batch["policy_inputs"]).float()
+            decisions = decide(batch["policy_inputs"]).decisions.float()
             indices = batch["index"].tolist()
             items = load_selected(dataset, indices, decisions, list(system.modalities))
             logits = system.forward_selected(items, decisions, batch_size=len(indices), num_segments=decisions.shape[1])
@@ -83,6 +84,7 @@ def test_same_decisions_and_logits_as_the_plain_lazy_path(setup, one_thread, wor
     for out, (indices, decisions, logits, _) in zip(got, expected):
         assert out.indices == indices
         assert_same(out, decisions, logits, exact=layout == "contiguous")  # contiguous: exact, not close
+        assert out.probs.shape == decisions.shape  # the rule's P(select), carried beside its decisions
         some_selected |= bool(decisions.any())
         some_skipped |= not bool(decisions.all())
     assert some_selected and some_skipped
@@ -143,10 +145,10 @@ def test_frames_are_asked_once_and_keep_policy_asks_only_what_is_selected(setup,
     view = probe.policy_views[frame_mods[0]]
 
     def decide_first_only(policy_inputs):  # the frame modality on every segment of video 0 of each batch, else never
-        decisions = decide_half(system)(policy_inputs)
+        decisions, probs = decide_half(system)(policy_inputs)
         decisions[:, :, k] = 0
         decisions[0, :, k] = 1
-        return decisions
+        return Decision(decisions, probs)
 
     asked = _frame_requests(monkeypatch)
     run_pipeline(exp, system, setup["good"], decide_first_only, batch_size=4, keep="recognition")

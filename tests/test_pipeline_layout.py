@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions, threshold_rule
+from adamml_core.engine.decisions.rules import policy_rule
+from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
 from adamml_core.engine.pipeline_fast import FastPath, fast_system
 
 LOGITS_TOLERANCE = 1e-4
@@ -31,7 +32,7 @@ def _adaptive(exp, system, records, decide, fast):
 def test_defaults_change_no_decision_and_logits_stay_within_tolerance(setup, one_thread, threshold):
     exp, system, records = setup
     assert FastPath().channels_last  # the default
-    decide = threshold_rule(system, threshold)
+    decide = policy_rule(system, threshold)
     decisions, logits = _adaptive(exp, system, records, decide, FastPath())
     plain_decisions, plain_logits = _adaptive(exp, system, records, decide, FastPath(channels_last=False))
     assert 0 < int(decisions.sum()) < decisions.numel()  # a mixed selection, not all or nothing

@@ -42,10 +42,10 @@ def videos(tmp_path_factory):
 def model(checkpoint):
     """(experiment, system, cost model) of the checkpoint, as the commands build them."""
     from adamml_core.cost_model import CostModel
-    from adamml_core.engine.experiment import from_checkpoint
+    from adamml_core.engine.run_loading import load_run
 
-    _, exp, system = from_checkpoint(checkpoint, components=builtin_components(), splits=(), prepare=False)
-    system.eval()
+    run = load_run(checkpoint, components=builtin_components())
+    exp, system = run.exp, run.system.eval()
     costs = CostModel.from_system(system, exp.modalities, exp.policy_views, exp.cfg.sampling.test_segments)
     return exp, system, costs
 

@@ -37,37 +37,6 @@ class BenchSettings:
     on_pass: Callable[[str, int, float], None] | None = None  # (method, round, wall seconds) after each timed pass
 
 
-class RandomDecider:
-    """Runs the policy (so that it is timed) but selects items at each modality's rate from a fixed seed.
-
-    Per batch and modality exactly ``round(rate * items)`` items are selected, at random positions:
-    with the few videos a paper-sized benchmark can afford, independent draws would miss the
-    requested rates by far (3 segments at 0.3: no item 34 % of the time). :meth:`reset` restarts
-    the draws: the benchmark resets before every pass, so every repeat times the same decisions.
-    """
-
-    def __init__(self, system: Any, rates: dict[str, float], seed: int = 0):
-        self.system, self.seed = system, seed
-        self.rates = [float(rates[m]) for m in system.modalities]
-        self.reset()
-
-    def reset(self) -> None:
-        self.generator = torch.Generator().manual_seed(self.seed)
-
-    def __call__(self, policy_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        decisions, _ = self.system.decide(policy_inputs)
-        b, c, m = decisions.shape
-        drawn = torch.zeros(b * c, m)
-        for k, rate in enumerate(self.rates):
-            chosen = torch.randperm(b * c, generator=self.generator)[: int(round(rate * b * c))]
-            drawn[chosen, k] = 1.0
-        return drawn.view(b, c, m).to(decisions.device)
-
-
-def random_decider(system: Any, rates: dict[str, float], seed: int = 0) -> RandomDecider:
-    return RandomDecider(system, rates, seed)
-
-
 def _rss_bytes(pid: int) -> int:
     """Resident bytes of ``pid`` and its descendants (Linux /proc; 0 elsewhere)."""
     total = 0

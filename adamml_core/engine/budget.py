@@ -30,7 +30,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from adamml_core.engine.calibration import threshold_decisions
+from adamml_core.engine.decisions.rules import threshold_decisions
 
 # Above every probability (P <= 1): a modality with this threshold is never selected.
 NEVER = 1.0 + 1e-6

@@ -31,17 +31,3 @@ def rate_matched_thresholds(probs: torch.Tensor, modalities: list[str]) -> dict[
     return thresholds
 
 
-def threshold_decisions(system: torch.nn.Module, probs: torch.Tensor, thresholds: dict[str, float]) -> torch.Tensor:
-    """0/1 decisions ``[B, C, M]`` from per-modality thresholds, with the system's empty-video rule."""
-    limits = torch.tensor([thresholds[m] for m in system.modalities], dtype=probs.dtype, device=probs.device)
-    decisions = (probs >= limits).to(probs.dtype)
-    if getattr(system, "empty_video", "best_item") == "best_item":
-        flat = decisions.flatten(1)
-        empty = flat.sum(dim=1) == 0
-        if bool(empty.any()):
-            best = probs.flatten(1).argmax(dim=1)
-            rows = empty.nonzero(as_tuple=True)[0]
-            flat = flat.clone()
-            flat[rows, best[rows]] = 1.0
-            decisions = flat.view_as(decisions)
-    return decisions

@@ -25,6 +25,28 @@ from adamml_core.atomic import atomic_writer
 FORMAT_VERSION = 2
 
 
+class Key:
+    """The entries of a checkpoint dict: the writer (``train_state.capture_state``) and every reader use these.
+
+    Plain strings (not an enum): the dict must stay loadable with ``torch.load(weights_only=True)``.
+    """
+
+    FORMAT = "format"
+    CONFIG = "config"  # config_to_dict of the run's (resolved) config
+    COMPONENTS = "components"  # component_origins: {kind: {name: {"plugin", "distribution"}}}
+    POSITION = "position"
+    STAGE = "stage"  # the stage's name, "done" at the end of the recipe
+    MODEL = "model"
+    AUX = "aux"
+    OPTIMIZERS = "optimizers"
+    SCALER = "scaler"
+    RNG = "rng"
+    METERS = "meters"
+    BEST = "best"
+    THRESHOLDS = "thresholds"  # rate-matched {modality: threshold}, or None
+    CALIBRATION = "calibration"  # budget.Calibration.state() behind the thresholds, or None
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not hold what is needed; names the file."""
 
@@ -48,12 +70,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the file's fault
         raise CheckpointError(f"{path}: not a readable adamml checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(data, dict) or "config" not in data or "model" not in data:
-        raise CheckpointError(f"{path}: not an adamml checkpoint (no 'config'/'model' entries)")
-    if data.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {data.get('format', 'unknown')}, but this adamml reads format "
-                              f"{FORMAT_VERSION} only (written by another adamml version)")
+    if not isinstance(data, dict) or Key.CONFIG not in data or Key.MODEL not in data:
+        raise CheckpointError(f"{path}: not an adamml checkpoint (no '{Key.CONFIG}'/'{Key.MODEL}' entries)")
+    if data.get(Key.FORMAT) != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {data.get(Key.FORMAT, 'unknown')}, but this adamml reads "
+                              f"format {FORMAT_VERSION} only (written by another adamml version)")
     return data
+
+
+def checkpoint_weights(path: str | Path) -> dict[str, Any]:
+    """The model weights of a checkpoint (another run's, to start from; best.pt at the end of training)."""
+    return load_checkpoint(path)[Key.MODEL]
 
 
 # registry attribute of Components -> the names a config uses of that kind
@@ -88,7 +115,7 @@ def component_origins(cfg: Any, components: Any, loss_terms: list[str],
 
 def check_components(state: dict[str, Any], components: Any, path: str | Path) -> None:
     """A one-line error naming the plugin and distribution to install when a recorded component is missing."""
-    for kind, entries in state.get("components", {}).items():
+    for kind, entries in state.get(Key.COMPONENTS, {}).items():
         registry = getattr(components, kind, None)
         for name, origin in entries.items():
             if registry is None or name not in registry:

@@ -12,7 +12,7 @@ batch function (:func:`adaptive_batch` is the same path, unpipelined).
 ``unimodal:<m>``: one recognition network alone.
 ``random``: AdaMML's networks with decisions drawn at random at per-modality ``rates``
 (default: the learned policy's rates, from an adaptive pass over the same videos) through the
-same lazy path (:mod:`adamml_core.engine.random_policy`); its GFLOPs count no policy network.
+same lazy path (:class:`adamml_core.engine.decisions.random.RandomPolicy`); its GFLOPs count no policy network.
 
 GFLOPs per video come from the one cost model (:class:`adamml_core.cost_model.CostModel`).
 Result keys: mode, threshold, top1, top5, mAP, videos, metric, score, gflops_per_video, selection,
@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 from adamml_core.cost_model import CostModel
-from adamml_core.engine.calibration import threshold_decisions
+from adamml_core.engine.decisions.rules import policy_rule
 from adamml_core.engine.distributed import DistContext
 from adamml_core.engine.eval_loop import PassClock, evaluation_context, mode_batches, mode_dataset
 from adamml_core.engine.failures import tally_dataset
@@ -59,12 +59,7 @@ def adaptive_batch(system: Any, dataset: Any, batch: dict[str, Any], *, threshol
     from adamml_core.segmented_dataset import load_selected
 
     names = list(system.modalities)
-    if isinstance(threshold, dict):
-        _, probs = system.decide(to_device(batch["policy_inputs"], device))
-        decisions = threshold_decisions(system, probs.float(), threshold)
-    else:
-        decisions, _ = system.decide(to_device(batch["policy_inputs"], device), threshold=threshold)
-    decisions = decisions.float()
+    decisions = policy_rule(system, threshold)(to_device(batch["policy_inputs"], device)).decisions.float()
     indices = batch["index"].tolist()
     items = load_selected(dataset, indices, decisions.cpu(), names, workers=workers)
     items = {m: (x.to(device), pos.to(device)) for m, (x, pos) in items.items()}
@@ -127,7 +122,8 @@ class Evaluator:
                 raise EvaluationError("--budget (a selection threshold) only applies to --mode adaptive")
             return self._evaluate(system, records, mode, threshold=threshold, description=description,
                                   keep_outputs=keep_outputs, progress=show)
-        from adamml_core.engine.random_policy import RatesError, parse_rates, random_rule
+        from adamml_core.engine.decisions.random import RandomPolicy
+        from adamml_core.engine.decisions.rates import RatesError, parse_rates
 
         try:
             given = parse_rates(rates, list(system.modalities))
@@ -136,7 +132,7 @@ class Evaluator:
         learned = None if given is not None else self.evaluate(system, records, mode="adaptive", threshold=threshold,
                                                                progress=show)
         drawn = dict(given or learned["selection"])
-        rule = random_rule(system, drawn, seed + self.ctx.rank)
+        rule = RandomPolicy(system, drawn, seed + self.ctx.rank)
         result = self._evaluate(system, records, mode, threshold=None, description=description,
                                 keep_outputs=keep_outputs, progress=show, decide=rule)
         result.update(rates=drawn, rates_from="given" if given is not None else "learned", seed=seed)

@@ -118,31 +118,3 @@ def _usable_records(exp: Experiment, split: str) -> list:
     )
     exp.problems[split] = report
     return list(usable)
-
-
-def checkpoint_config(path: str | Path) -> tuple[dict[str, Any], ExperimentConfig]:
-    """(checkpoint dict, its validated config): read first, so the caller can load the plugins it does not block."""
-    from adamml_core.config import validate_config
-    from adamml_core.engine.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    return state, validate_config(state["config"])
-
-
-def from_checkpoint(path: str | Path, *, components: Any, splits: tuple[str, ...] = ("val",), device: Any = "cpu",
-                    prepare: bool = True, state: dict[str, Any] | None = None):
-    """(checkpoint dict, Experiment, system with the checkpoint's weights) from a checkpoint file and the registries.
-
-    A component the checkpoint was trained with and ``components`` lack is named with the
-    distribution to install (before anything is built).
-    """
-    from adamml_core.config import resolve_config, validate_config
-    from adamml_core.engine.checkpoint import check_components, load_checkpoint
-
-    state = state if state is not None else load_checkpoint(path)
-    check_components(state, components, path)
-    cfg = resolve_config(validate_config(state["config"]), components)
-    exp = build_experiment(cfg, components=components, prepare=prepare, splits=splits)
-    system = exp.build_system()
-    system.load_state_dict(state["model"])
-    return state, exp, system.to(device)

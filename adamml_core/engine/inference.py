@@ -39,7 +39,8 @@ import torch
 
 from adamml_core.cost_model import CostModel
 from adamml_core.datasets import VideoRecord
-from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions, threshold_rule
+from adamml_core.engine.decisions.rules import policy_rule
+from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
 from adamml_core.engine.pipeline_pool import PipelineError
 
 __all__ = ["Predictor", "VideoPrediction", "display_views", "video_records"]
@@ -93,22 +94,6 @@ def video_records(paths: Sequence[str | Path]) -> list[VideoRecord]:
     return records
 
 
-class _ProbabilityRecorder:
-    """The system as the decision rule sees it, keeping the P(select) of each ``decide`` call in order."""
-
-    def __init__(self, system: Any):
-        self._system = system
-        self.probs: deque[torch.Tensor] = deque()
-
-    def decide(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        decisions, probs = self._system.decide(*args, **kwargs)
-        self.probs.append(probs.detach().float().cpu())
-        return decisions, probs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._system, name)
-
-
 def _reason(video_id: str, message: str) -> str:
     """A MediaError's text without the path in front (the result names the video already)."""
     prefix = f"{video_id}: "
@@ -119,7 +104,7 @@ class Predictor:
     """Runs ``system`` (built by ``exp``, weights loaded) on video files; see the module docstring.
 
     ``rule``: what the pipeline takes as ``threshold`` (None: the system's own rule, argmax by
-    default; a float; per-modality thresholds; or what ``operating_point.decision_rule`` returns).
+    default; a float; per-modality thresholds; or what ``decisions.choice.choose_rule`` returns).
     """
 
     def __init__(self, system: Any, exp: Any, *, rule: Any = None, options: PipelineOptions | None = None,
@@ -166,12 +151,10 @@ class Predictor:
                 yield self._failed(dataset, first, _last_line(str(exc)))
 
     def _run(self, dataset: Any, indices: list[int], options: PipelineOptions) -> Iterator[VideoPrediction]:
-        recorder = _ProbabilityRecorder(self.system)
-        decide = threshold_rule(recorder, self.rule)  # the evaluator's own rule, so decisions are eval's
+        decide = policy_rule(self.system, self.rule)  # the evaluator's own rule, so decisions are eval's
         pending = deque(indices)
         started = time.perf_counter()
         for out in InferencePipeline(dataset, options, indices=indices).adaptive(self.system, decide):
-            probs = recorder.probs.popleft()
             now = time.perf_counter()
             share = (now - started) / max(len(out.indices), 1)
             started = now
@@ -182,7 +165,7 @@ class Predictor:
                     yield self._failed(dataset, index)
                     continue
                 b = finished[index]
-                yield self._result(dataset, index, out.logits[b], out.decisions[b], probs[b], share,
+                yield self._result(dataset, index, out.logits[b], out.decisions[b], out.probs[b], share,
                                    out.notes.get(index, {}))
         while pending:
             yield self._failed(dataset, pending.popleft())

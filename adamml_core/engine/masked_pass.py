@@ -42,7 +42,7 @@ class PassResult:
 
 def _masked_step(system: Any, rules: list[dict[str, float]], device: Any):
     """``batch -> (logits and decisions of each rule, of the fusion, of each network alone)``."""
-    from adamml_core.engine.calibration import threshold_decisions
+    from adamml_core.engine.decisions.rules import threshold_decisions
     from adamml_core.engine.loaders import to_device
 
     names = list(system.modalities)

@@ -4,7 +4,8 @@ Per batch ``i`` of videos (design.md, "How a video flows", step 4):
 
 1. stage 1: the workers load the policy inputs of every segment (one decoding pass per
    video) and keep the video open;
-2. the policy decides (``decide(policy_inputs) -> [B, C, M]``);
+2. a decision rule decides (``decide(policy_inputs) -> Decision(decisions [B, C, M], probs)``,
+   :mod:`adamml_core.engine.decisions.rules`);
 3. stage 2: the worker that holds each video loads only its selected (segment, modality)
    items, from the frames and audio stage 1 kept (flow is computed here, only for them);
 4. the recognition networks run the items batched per modality across videos; fusion.
@@ -29,14 +30,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from adamml_core.engine.decisions.rules import Decide, Threshold, policy_rule
 from adamml_core.engine.loaders import to_device
 from adamml_core.engine.pipeline_fast import FastPath, compute_context, fast_system
 from adamml_core.engine.pipeline_pool import make_pool
 from adamml_core.engine.pipeline_stages import AdaptiveStages, BatchOutput, reply_sample
 
 __all__ = ["BatchOutput", "InferencePipeline", "PipelineOptions", "evaluation_batches"]
-
-Decide = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
 
 @dataclass
@@ -112,11 +112,11 @@ class InferencePipeline:
                         stages.submit_stage1(i + 1)
                     if batch is not None:
                         with self.timer.part(seconds, "policy"), compute_context(self.options.fast, self.device):
-                            decisions = decide(to_device(batch["policy_inputs"], self.device, pin=True)).float()
+                            decisions, probs = _decided(decide(to_device(batch["policy_inputs"], self.device, pin=True)))
                         stages.submit_stage2(i, batch, decisions.detach().cpu())
                     if pending is not None:
                         yield stages.finish(net, *pending)
-                    pending = None if batch is None else (i, batch, decisions, seconds)
+                    pending = None if batch is None else (i, batch, decisions, seconds, probs)
                 if pending is not None:
                     yield stages.finish(net, *pending)
             finally:
@@ -184,26 +184,23 @@ class InferencePipeline:
                             notes)
 
 
-def threshold_rule(system: Any, threshold: Any) -> Decide:
-    """The evaluator's decision rule: argmax / one threshold (``system.decide``), or calibrated per-modality thresholds."""
-    def decide(policy_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        if isinstance(threshold, dict):
-            from adamml_core.engine.calibration import threshold_decisions
-
-            _, probs = system.decide(policy_inputs)
-            return threshold_decisions(system, probs.float(), threshold)
-        return system.decide(policy_inputs, threshold=threshold)[0]
-    return decide
+def _decided(decision: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(float decisions, probs) of a rule's answer; a bare tensor would unpack as its first two videos."""
+    if isinstance(decision, torch.Tensor):
+        raise TypeError("a decision rule returns Decision(decisions, probs) (adamml_core.engine.decisions.rules), "
+                        "not a tensor")
+    decisions, probs = decision
+    return decisions.float(), probs
 
 
-def evaluation_batches(system: Any, dataset: Any, indices: Sequence[int], *, threshold: Any, device: Any,
+def evaluation_batches(system: Any, dataset: Any, indices: Sequence[int], *, threshold: Threshold, device: Any,
                        workers: int, batch_size: int, decide: Decide | None = None,
                        options: PipelineOptions | None = None) -> Iterator[BatchOutput]:
     """The evaluator's adaptive mode through the pipeline: ``indices`` of a ``load="policy"`` dataset, in order.
 
-    ``decide`` replaces the policy's rule (e.g. the random policy's draws); default: ``threshold_rule``.
+    ``decide`` replaces the policy's rule (e.g. the random policy's draws); default: ``policy_rule(system, threshold)``.
     ``options``: the other pipeline settings (fast path, timing, kept frames); ``batch_size``, ``workers``
     and ``device`` given here replace theirs."""
     options = replace(options or PipelineOptions(), batch_size=batch_size, workers=workers, device=device)
-    rule = decide if decide is not None else threshold_rule(system, threshold)
+    rule = decide if decide is not None else policy_rule(system, threshold)
     yield from InferencePipeline(dataset, options, indices=indices).adaptive(system, rule)

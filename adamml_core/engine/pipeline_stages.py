@@ -29,6 +29,7 @@ class BatchOutput:
     decisions: torch.Tensor  # [B, C, M] float, CPU
     seconds: dict[str, float]  # time by part, see adamml_core.engine.bench
     notes: dict[int, dict[str, int]] = field(default_factory=dict)  # index -> what its source substituted
+    probs: torch.Tensor | None = None  # [B, C, M] float, CPU: the P(select) the rule decided from (adaptive only)
 
 
 def reply_sample(ds: Any, index: int, status: str, payload: Any, inputs: Callable[[Any], dict],
@@ -156,7 +157,8 @@ class AdaptiveStages:
                 result[m] = (torch.zeros(0, *self.ds.modalities[m].segment_shape()), torch.zeros(0, 2, dtype=torch.long))
         return result
 
-    def finish(self, net: Any, i: int, batch: dict[str, Any], decisions: torch.Tensor, seconds: dict[str, float]):
+    def finish(self, net: Any, i: int, batch: dict[str, Any], decisions: torch.Tensor, seconds: dict[str, float],
+               probs: torch.Tensor | None = None):
         pipe = self.pipe
         start = time.perf_counter()
         items = self.gather(batch, decisions, seconds)
@@ -169,7 +171,8 @@ class AdaptiveStages:
         seconds["recognition"] -= self.fusion_seconds
         seconds["fusion"] = self.fusion_seconds
         return BatchOutput(batch["index"].tolist(), batch["target"], batch["valid"], logits.float(),
-                           decisions.detach().float().cpu(), seconds, batch["notes"])
+                           decisions.detach().float().cpu(), seconds, batch["notes"],
+                           None if probs is None else probs.detach().float().cpu())
 
     @contextmanager
     def fusion_timing(self, net: Any) -> Iterator[None]:

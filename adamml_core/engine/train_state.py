@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from adamml_core.config import config_to_dict
-from adamml_core.engine.checkpoint import FORMAT_VERSION, capture_rng_state, restore_rng_state
+from adamml_core.engine.checkpoint import FORMAT_VERSION, Key, capture_rng_state, restore_rng_state
 from adamml_core.engine.passes import RunningMeans
 
 
@@ -50,37 +50,37 @@ class BestModel:
 def capture_state(trainer: Any) -> dict[str, Any]:
     """Plain data only: everything :func:`restore_state` needs, plus the config and the component origins."""
     return {
-        "format": FORMAT_VERSION,
-        "config": config_to_dict(trainer.cfg),
-        "components": trainer.origins,
-        "position": asdict(trainer.position),
-        "stage": trainer.stage_name(),
-        "model": {k: v.detach().cpu() for k, v in trainer.system.state_dict().items()},
-        "aux": {k: v.detach().cpu() for k, v in trainer.aux.state_dict().items()},
-        "optimizers": {k: o.state_dict() for k, o in trainer.optims.items()},
-        "scaler": trainer.scaler.state_dict(),
-        "rng": capture_rng_state(),
-        "meters": trainer.meters.state_dict(),
-        "best": trainer.best.best,
-        "thresholds": trainer.thresholds,
+        Key.FORMAT: FORMAT_VERSION,
+        Key.CONFIG: config_to_dict(trainer.cfg),
+        Key.COMPONENTS: trainer.origins,
+        Key.POSITION: asdict(trainer.position),
+        Key.STAGE: trainer.stage_name(),
+        Key.MODEL: {k: v.detach().cpu() for k, v in trainer.system.state_dict().items()},
+        Key.AUX: {k: v.detach().cpu() for k, v in trainer.aux.state_dict().items()},
+        Key.OPTIMIZERS: {k: o.state_dict() for k, o in trainer.optims.items()},
+        Key.SCALER: trainer.scaler.state_dict(),
+        Key.RNG: capture_rng_state(),
+        Key.METERS: trainer.meters.state_dict(),
+        Key.BEST: trainer.best.best,
+        Key.THRESHOLDS: trainer.thresholds,
         # the calibration behind the thresholds, and only while they stand (reset with them when the weights change)
-        "calibration": getattr(trainer, "calibration", None) if trainer.thresholds is not None else None,
+        Key.CALIBRATION: getattr(trainer, "calibration", None) if trainer.thresholds is not None else None,
     }
 
 
 def restore_state(trainer: Any, state: dict[str, Any]) -> None:
-    trainer.system.load_state_dict(state["model"])
-    if state.get("aux"):
-        trainer.aux.load_state_dict(state["aux"])
-    trainer.position = Position(**state["position"])
-    if trainer.position.stage_index < len(trainer.plans) and state["optimizers"]:
+    trainer.system.load_state_dict(state[Key.MODEL])
+    if state.get(Key.AUX):
+        trainer.aux.load_state_dict(state[Key.AUX])
+    trainer.position = Position(**state[Key.POSITION])
+    if trainer.position.stage_index < len(trainer.plans) and state[Key.OPTIMIZERS]:
         trainer.optims = trainer.build_optims(trainer.plans[trainer.position.stage_index][1])
-        for key, optim_state in state["optimizers"].items():
+        for key, optim_state in state[Key.OPTIMIZERS].items():
             trainer.optims[key].load_state_dict(optim_state)
-    if state.get("scaler"):
-        trainer.scaler.load_state_dict(state["scaler"])
-    trainer.meters = RunningMeans(state.get("meters"))
-    trainer.best = BestModel(state.get("best"))
-    trainer.thresholds = state.get("thresholds")
-    trainer.calibration = state.get("calibration")  # absent from older checkpoints
-    restore_rng_state(state["rng"])
+    if state.get(Key.SCALER):
+        trainer.scaler.load_state_dict(state[Key.SCALER])
+    trainer.meters = RunningMeans(state.get(Key.METERS))
+    trainer.best = BestModel(state.get(Key.BEST))
+    trainer.thresholds = state.get(Key.THRESHOLDS)
+    trainer.calibration = state.get(Key.CALIBRATION)  # absent from older checkpoints
+    restore_rng_state(state[Key.RNG])

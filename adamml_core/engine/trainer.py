@@ -20,7 +20,7 @@ import torch
 from adamml_core.config import ExperimentConfig, config_to_dict
 from adamml_core.engine import distributed
 from adamml_core.engine.eval_loop import calibrate
-from adamml_core.engine.checkpoint import component_origins, load_checkpoint
+from adamml_core.engine.checkpoint import checkpoint_weights, component_origins, load_checkpoint
 from adamml_core.engine.evaluator import Evaluator
 from adamml_core.engine.experiment import Experiment, build_experiment
 from adamml_core.engine.loaders import LoaderSpec, split_holdout, stream_seed
@@ -107,7 +107,7 @@ class Trainer:
 
     def load_weights(self, path: str | Path, parts: tuple[str, ...] | None = None) -> None:
         """Start from another run's model weights (e.g. its unimodal.pt), not its position; ``parts``: only those."""
-        load_part_weights(self.system, load_checkpoint(path)["model"], parts)
+        load_part_weights(self.system, checkpoint_weights(path), parts)
         self.thresholds = None
         self.say(f"weights from {path}")
 
@@ -245,7 +245,7 @@ def load_best(trainer: Trainer) -> bool:
     # rank 0 alone decides: it writes best.pt, and another rank may look before the file is there (every
     # rank must take part in the broadcast, or the run hangs)
     found = trainer.ctx.is_main and path.is_file()
-    state = trainer.ctx.broadcast_object(load_checkpoint(path)["model"] if found else None)
+    state = trainer.ctx.broadcast_object(checkpoint_weights(path) if found else None)
     if state is None:
         return False
     trainer.system.load_state_dict(state)
