@@ -110,7 +110,7 @@ def _fusion_gmacs(system: Any) -> float:
     """The fusion module on one segment, every modality selected (its inputs: see ``fusion_contract.example_inputs``)."""
     device = _device(system.fusion) if any(True for _ in system.fusion.parameters()) else _device(system.policy)
     args = example_inputs(system.fusion, list(system.modalities), int(system.num_classes),
-                          getattr(system, "feature_dims", {}), device=device)
+                          system.feature_dims, device=device, name=system.fusion_name)
     return count_gmacs(system.fusion, args)
 
 

@@ -55,7 +55,7 @@ def shared_pass(system: Any, exp: Any, records: list, rules: list[dict[str, floa
     from adamml_core.models import fusion_contract
     from adamml_core.segmented_dataset import collate_batch
 
-    fusion_contract.refuse_adaptive(system.fusion)
+    fusion_contract.refuse_adaptive(system.fusion, system.fusion_name)
     names = list(system.modalities)
 
     def tally() -> Tally:

@@ -53,8 +53,8 @@ class NotingSource(SyntheticSource):
 
 
 def rgb(sampling=SAMPLING):
-    modality = load_plugins().components.modalities.build("rgb", {"crop_size": 16, "policy_size": 8}, sampling=sampling)
-    modality.registered_name = "rgb"
+    modality = load_plugins().components.modalities.build("rgb", {"crop_size": 16, "policy_size": 8}, sampling=sampling,
+                                                         name="rgb")
     return modality
 
 

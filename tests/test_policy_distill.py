@@ -119,7 +119,7 @@ def test_policy_pretrain_per_segment_pooling_scores_each_segment_alone(data_root
     from adamml_plugins.recipe import PolicyPretrainForward, _auxiliary_heads
 
     cfg = tiny_config(data_root, tmp_path / "pool", ["train.policy_pretrain={epochs: 1, pooling: segment}"])
-    assert cfg.train.policy_pretrain.pooling == "segment"
+    assert cfg.train.policy_pretrain["pooling"] == "segment"  # resolved: validated, defaults filled in
     exp = build_experiment(cfg, components=builtin_components())
     system = exp.build_system().eval()
     torch.manual_seed(0)

@@ -15,12 +15,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from adamml_core import hookimpl
-from adamml_core.datasets import DatasetOptions, VideoDataset, VideoRecord
-from adamml_core.media.cache import VideoCache
-from adamml_core.media.errors import MediaError
-from adamml_core.media.source import FrameSource
-from adamml_core.media.transforms import decode_size
+from adamml_core.api import (
+    DatasetOptions,
+    FrameSource,
+    MediaError,
+    VideoCache,
+    VideoDataset,
+    VideoRecord,
+    decode_size,
+    hookimpl,
+)
 
 DEFAULT_FPS = 25.0
 
