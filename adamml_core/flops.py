@@ -76,7 +76,7 @@ def cost_report(system: Any, modalities: Mapping[str, Any], policy_views: Mappin
         m: count_gmacs(system.recognizers[m], _example(tuple(modalities[m].segment_shape()), system.recognizers[m]))
         for m in system.modalities
     }
-    preprocessing = {m: float(getattr(modalities[m], "preprocessing_gflops", lambda: 0.0)()) for m in system.modalities}
+    preprocessing = {m: float(modalities[m].preprocessing_gflops()) for m in system.modalities}
     policy_segment = sum(branches.values()) + head
     # lateral connections run inside the joint recognition pass: counted as the fusion's
     shapes = {m: tuple(modalities[m].segment_shape()) for m in system.modalities}

@@ -230,8 +230,9 @@ class Modality(PolicyView):
         return 0.0
 
     def display(self, media: MediaSource, segment: Segment, *, selected: bool) -> Any:
-        """A picture of what this modality saw on ``segment`` for ``adamml explain``: an ``[H, W, 3]`` uint8 image
-        (array or tensor), or None (the default) for no picture; ``selected`` says whether the policy chose it."""
+        """The picture ``adamml explain`` draws for ``segment`` (``(H, W, 3)`` pixels, ``(H, W, 2)`` flow or a 2-D
+        map; array or tensor), or None (the default): nothing shown, e.g. an expensive input the policy did not
+        select (``selected``)."""
         return None
 
 

@@ -255,8 +255,7 @@ def load_best(trainer: Trainer) -> bool:
 
 def report_dataset_notes(trainer: Trainer) -> None:
     """Say and log what the dataset's records() did (e.g. videos a filter left out): counted, never dropped silently."""
-    notes = getattr(trainer.exp.dataset, "notes", lambda split: [])  # a duck-typed dataset may not have it
     for split in trainer.exp.records:
-        for note in notes(split):
+        for note in trainer.exp.dataset.notes(split):
             trainer.say(note)
             trainer.run.log({"event": "dataset", "split": split, "note": note})

@@ -66,7 +66,7 @@ class AdaMML(nn.Module):
         threshold: float | None = None,
         initial_temperature: float = 5.0,
         empty_video: EmptyVideo = "best_item",
-        fusion_name: str | None = None,
+        fusion_name: str | None = None,  # the fusion's registered name (default: its class name)
     ):
         super().__init__()
         missing = [m for m in modalities if m not in recognizers]
@@ -79,9 +79,8 @@ class AdaMML(nn.Module):
         self.policy = policy
         self.recognizers = nn.ModuleDict({m: recognizers[m] for m in self.modalities})
         self.fusion = fusion
-        self.fusion_name = fusion_name or type(fusion).__name__  # its registered name, for messages
-        # told to the fusion builder and to the cost model; None for a logits-only network
-        self.feature_dims = {m: feature_dim(recognizers[m]) for m in self.modalities}
+        self.fusion_name = fusion_name or type(fusion).__name__
+        self.feature_dims = {m: feature_dim(recognizers[m]) for m in self.modalities}  # None: logits only
         contract.bind_fusion(fusion, [recognizers[m] for m in self.modalities], self.fusion_name)
         self.fused_average: FusedAverage = fused_average
         self.threshold = threshold

@@ -52,7 +52,7 @@ class JpegFolderSource(FrameSource):
         cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
         return cls(path, decode_short_side=decode_short_side, cache=cache)
 
-    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+    def read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
         out = {}
         for i in indices:
             image = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)
