@@ -114,8 +114,8 @@ def builds(method: type[Fusion]) -> Callable[[BuilderT], BuilderT]:
 
 
 def declared_method(fusion: Any) -> type[Fusion] | None:
-    """The :class:`Fusion` class that ``fusion`` (a module, a class, a marked builder, a registry entry) declares,
-    None when that is not known without building it (a plain module is known: it declares nothing)."""
+    """The :class:`Fusion` class that ``fusion`` (a module, a class, a marked builder, a registry entry) declares;
+    None for a plain module (it declares nothing: every default) or a builder whose method is not known unbuilt."""
     if isinstance(fusion, RegistryEntry):
         return declared_method(fusion.factory)
     if isinstance(fusion, Fusion):
