@@ -30,7 +30,7 @@ from pydantic import (
 
 from adamml_core.registry import ComponentOptionsError, RegistryError
 # the training part of the config (re-exported: adamml_core.config stays the one place to import from)
-from adamml_core.train_config import AlternatingConfig, OptimizerConfig, StageConfig, StrictModel, TrainConfig  # noqa: F401
+from adamml_core.train_config import OptimizerConfig, StageConfig, StrictModel, TrainConfig, stage_section  # noqa: F401
 
 
 class ConfigError(ValueError):
@@ -295,7 +295,27 @@ def resolve_config(cfg: ExperimentConfig, components: Any) -> ExperimentConfig:
         except RegistryError as exc:
             raise ConfigError(f"media.sources.{name}: {exc}") from None
         _check_options(entry, components.media_sources.kind, options, f"media.sources.{name}")
+    data["train"].update(_stage_sections(cfg, components))
     return validate_config(data)
+
+
+def _stage_sections(cfg: ExperimentConfig, components: Any) -> dict[str, dict[str, Any]]:
+    """Every registered stage's ``train.<stage>`` section, validated by its options model, defaults filled in.
+
+    A stage that the config neither runs nor configures, and whose options have no defaults, is left
+    out (nothing reads it); anything the config gives or runs must validate.
+    """
+    sections = {}
+    for entry in components.stages:
+        raw = stage_section(cfg.train, entry.name, entry.factory)
+        try:
+            options = entry.parse_options(raw, kind=components.stages.kind, field_path=f"train.{entry.name}")
+        except ComponentOptionsError as exc:
+            if entry.name in cfg.train.stages or entry.name in (cfg.train.model_extra or {}):
+                raise ConfigError(str(exc)) from None
+            continue
+        sections[entry.name] = options.model_dump()
+    return sections
 
 
 def _resolve_modality(cfg: ExperimentConfig, components: Any, m: str, data: dict[str, Any]) -> None:
@@ -311,7 +331,7 @@ def _resolve_modality(cfg: ExperimentConfig, components: Any, m: str, data: dict
     _check_component(components.backbones, backbone, f"recognition.{m}.backbone")
     data["recognition"][m] = {"backbone": backbone.model_dump(), "checkpoint": rec.checkpoint}
 
-    proxy = cfg.policy.proxies[m] if m in cfg.policy.proxies else getattr(entry.factory, "default_proxy", None)
+    proxy = cfg.policy.proxies[m] if m in cfg.policy.proxies else entry.factory.default_proxy
     if proxy is not None:
         try:
             components.proxies.get(proxy)
@@ -326,7 +346,7 @@ def _resolve_modality(cfg: ExperimentConfig, components: Any, m: str, data: dict
 
 def _default_network(entry: Any, attribute: str, path: str) -> ComponentSpec:
     """The network a modality names for itself, or a one-line error saying which config key to set instead."""
-    value = getattr(entry.factory, attribute, None)
+    value = getattr(entry.factory, attribute)  # a Modality class attribute (default None)
     where = f"modality '{entry.name}' (plugin {entry.origin})"
     if value is None:
         raise ConfigError(f"{path}: not set, and {where} has no {attribute}; set {path}.name (and options) in the config")

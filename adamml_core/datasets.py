@@ -90,3 +90,9 @@ class VideoDataset(ABC):
         counts and ratios; recorded datasets know nothing of the kind: ``None``.
         """
         return None
+
+    @classmethod
+    def judges_selections(cls) -> bool:
+        """Whether this dataset overrides :meth:`selection_quality` (the evaluator then places each judged
+        video's segments for it; other datasets are not asked, and no video is reopened)."""
+        return cls.selection_quality is not VideoDataset.selection_quality

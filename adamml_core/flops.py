@@ -76,7 +76,7 @@ def cost_report(system: Any, modalities: Mapping[str, Any], policy_views: Mappin
         m: count_gmacs(system.recognizers[m], _example(tuple(modalities[m].segment_shape()), system.recognizers[m]))
         for m in system.modalities
     }
-    preprocessing = {m: float(getattr(modalities[m], "preprocessing_gflops", lambda: 0.0)()) for m in system.modalities}
+    preprocessing = {m: float(modalities[m].preprocessing_gflops()) for m in system.modalities}
     policy_segment = sum(branches.values()) + head
     # lateral connections run inside the joint recognition pass: counted as the fusion's
     shapes = {m: tuple(modalities[m].segment_shape()) for m in system.modalities}
@@ -110,7 +110,7 @@ def _fusion_gmacs(system: Any) -> float:
     """The fusion module on one segment, every modality selected (its inputs: see ``fusion_contract.example_inputs``)."""
     device = _device(system.fusion) if any(True for _ in system.fusion.parameters()) else _device(system.policy)
     args = example_inputs(system.fusion, list(system.modalities), int(system.num_classes),
-                          getattr(system, "feature_dims", {}), device=device)
+                          system.feature_dims, device=device, name=system.fusion_name)
     return count_gmacs(system.fusion, args)
 
 

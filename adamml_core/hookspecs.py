@@ -34,13 +34,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def register_modalities(register):
     """Register :class:`adamml_core.modality.Modality` subclasses (rgb, audio, ...), built as
-    ``cls(options, sampling=SamplingConfig)``."""
+    ``cls(options, sampling=SamplingConfig, name=<registered name>)``."""
 
 
 @hookspec
 def register_proxies(register):
     """Register :class:`adamml_core.modality.Proxy` subclasses: cheap stand-ins the policy sees, built as
-    ``cls(options, sampling=SamplingConfig)``."""
+    ``cls(options, sampling=SamplingConfig, name=<registered name>)``."""
 
 
 @hookspec
@@ -59,7 +59,7 @@ def register_datasets(register):
 
 @hookspec
 def register_fusions(register):
-    """Register fusion builders ``build(options, *, modalities, num_classes, feature_dims) -> nn.Module``.
+    """Register fusion builders ``build(options, *, modalities, num_classes, feature_dims) -> Fusion`` (or a ``Fusion`` subclass).
 
     The module's call contract (logits, mask, features) and declarations: :mod:`adamml_core.models.fusion_contract`.
     A builder without ``feature_dims`` (the original contract) is still called without it.

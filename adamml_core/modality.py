@@ -153,20 +153,22 @@ class Modality(PolicyView):
     - ``default_proxy``: name of a registered proxy the policy sees instead
       (``None``: the modality provides its own :meth:`load_policy`).
 
-    Instances are built as ``cls(options, sampling=SamplingConfig)``.
+    Instances are built as ``cls(options, sampling=SamplingConfig, name=<registered name>)``; ``name``
+    names the modality's cache folder and its messages (default: the class name in lower case, for
+    an instance built by hand). A subclass with its own ``__init__`` passes all three on.
+
+    Optional, with defaults: :meth:`recognition_frames`, :meth:`prepare_key` / :meth:`prepare`
+    (the offline cache), :meth:`preprocessing_gflops`, :meth:`display` (the explain figure).
     """
 
-    default_backbone: ClassVar[dict[str, Any]]
-    default_policy_backbone: ClassVar[dict[str, Any]]
+    default_backbone: ClassVar[dict[str, Any] | None] = None
+    default_policy_backbone: ClassVar[dict[str, Any] | None] = None
     default_proxy: ClassVar[str | None] = None
 
-    def __init__(self, options: BaseModel, *, sampling: Any):
+    def __init__(self, options: BaseModel, *, sampling: Any, name: str | None = None):
         self.options = options
         self.sampling = sampling
-
-    @property
-    def name(self) -> str:
-        return getattr(self, "registered_name", type(self).__name__.lower())
+        self.name = name or type(self).__name__.lower()
 
     @abstractmethod
     def segment_shape(self) -> tuple[int, ...]:
@@ -221,10 +223,17 @@ class Modality(PolicyView):
         """
         return 0.0
 
+    def display(self, media: MediaSource, segment: Segment, *, selected: bool) -> Any:
+        """The picture ``adamml explain`` draws for ``segment`` (``(H, W, 3)`` pixels, ``(H, W, 2)`` flow or a 2-D
+        map; array or tensor), or None (the default): nothing shown, e.g. an expensive input the policy did not
+        select (``selected``)."""
+        return None
+
 
 class Proxy(PolicyView):
-    """A registered cheap stand-in for a modality in the policy. Built as ``cls(options, sampling=...)``."""
+    """A registered cheap stand-in for a modality in the policy. Built as ``cls(options, sampling=..., name=...)``."""
 
-    def __init__(self, options: BaseModel, *, sampling: Any):
+    def __init__(self, options: BaseModel, *, sampling: Any, name: str | None = None):
         self.options = options
         self.sampling = sampling
+        self.name = name or type(self).__name__.lower()

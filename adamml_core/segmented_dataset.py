@@ -171,10 +171,10 @@ class SegmentedVideoDataset(torch.utils.data.Dataset):
         """Decode in one pass every frame the given views declare for this segment: ``recognition_frames`` of
         the recognition views, ``policy_frames`` of the policy views (they then hit the source's frame cache)."""
         wanted: set[int] = set()
-        for view in recognition:  # getattr: a duck-typed view without the method reads no declared frames
-            wanted.update(getattr(view, "recognition_frames", lambda s: ())(segment))
+        for view in recognition:
+            wanted.update(view.recognition_frames(segment))
         for view in policy:
-            wanted.update(getattr(view, "policy_frames", lambda s: ())(segment))
+            wanted.update(view.policy_frames(segment))
         if wanted and media.has_video:
             media.frames(sorted(wanted))
 

@@ -1,4 +1,4 @@
-"""The training part of the experiment config: ``train.*``, its stages' sections and optimisers.
+"""The training part of the experiment config: ``train.*``, the base of stage sections, optimisers.
 
 Imported by (and re-exported from) :mod:`adamml_core.config`.
 """
@@ -73,41 +73,30 @@ class StageLossTerms(StrictModel):
 
 
 class StageConfig(StageLossTerms):
+    """The options of a stage with one optimiser: how many epochs, and the optimiser."""
+
     epochs: NonNegativeInt
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
 
 
-class PolicyPretrainConfig(StageConfig):
-    pooling: Literal["video", "segment"] = Field(
-        "video", description="video: classify the label from the branch's features averaged over the segments; "
-        "segment: classify it from every segment's features alone (cross-entropy averaged over segments), so that "
-        "a feature must show what its own segment holds (docs/training.md)",
-    )
-
-
-class AlternatingConfig(StageLossTerms):
-    epochs: NonNegativeInt = 20
-    recognition_optimizer: OptimizerConfig = Field(
-        default_factory=lambda: OptimizerConfig(name="sgd", lr=0.001, milestones=[10, 15])
-    )
-    policy_optimizer: OptimizerConfig = Field(
-        default_factory=lambda: OptimizerConfig(name="adam", lr=0.01, milestones=[10, 15])
-    )
-    policy_passes: PositiveInt = Field(1, description="policy passes per alternating round (paper: 1)")
-    policy_holdout: float = Field(
-        0.0, ge=0.0, lt=1.0, description="share of the training set kept from the recognition networks for policy passes"
-    )
+def stage_section(train: "TrainConfig", name: str, stage: Any) -> Any:
+    """The raw ``train.<name>`` section: the config's, or, when it has none, the registered stage's
+    ``default_section`` (None: its options model's defaults)."""
+    given = (train.model_extra or {}).get(name)
+    return given if given is not None else stage.default_section
 
 
 class TrainConfig(StrictModel):
-    """Training options; ``train.<stage>`` holds each stage's options.
+    """Training options; ``train.<stage>`` holds each registered stage's options.
 
-    The built-in stages' sections are typed fields here (so that old configs keep their
-    layout); a plugin's stage puts its section under its own name, a mapping validated by
-    the stage's own options model when the config is resolved (``engine.recipe.check_recipe``).
+    The core knows no stage: every ``train.<stage>`` section (the built-in stages' too) is a
+    mapping here, validated by the registered stage's own ``options_model`` when the config is
+    resolved (:func:`adamml_core.config.resolve_config`, which fills in every registered stage's
+    section, its defaults included); a section no stage is registered under is refused by
+    ``engine.recipe.check_recipe``.
     """
 
-    # extra sections are plugin stages' options; anything else extra is still a typo (see _extra_are_sections)
+    # extra sections are stages' options; anything else extra is still a typo (see _extra_are_sections)
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     stages: list[str] = Field(
@@ -116,29 +105,6 @@ class TrainConfig(StrictModel):
     )
     batch_size: PositiveInt = 72
     eval_batch_size: PositiveInt | None = None
-    unimodal: StageConfig = Field(
-        default_factory=lambda: StageConfig(epochs=60, optimizer=OptimizerConfig(lr=0.01, milestones=[20, 40, 50]))
-    )
-    warmup: StageConfig = Field(default_factory=lambda: StageConfig(epochs=5, optimizer=OptimizerConfig(lr=0.001)))
-    alternating: AlternatingConfig = Field(default_factory=AlternatingConfig)
-    finetune: StageConfig = Field(default_factory=lambda: StageConfig(epochs=10, optimizer=OptimizerConfig(lr=0.001)))
-    fusion: StageConfig = Field(
-        default_factory=lambda: StageConfig(epochs=2, optimizer=OptimizerConfig(lr=0.01)),
-        description="stage 'fusion' (not in the paper, not in the default stages): learn the late-fusion weights over "
-        "the frozen unimodal networks; the weighted-fusion baseline",
-    )
-    joint: StageConfig = Field(
-        # the authors' train_joint.py: one SGD over every parameter, lr 0.01, momentum 0.9, wd 1e-4, 50 epochs
-        # (its cosine schedule stands here as x0.1 at 20 and 40: adamml's schedules are step-wise)
-        default_factory=lambda: StageConfig(epochs=50, optimizer=OptimizerConfig(lr=0.01, milestones=[20, 40])),
-        description="stage 'joint' (the fusion baselines as the release trains them, not in the default stages): the "
-        "recognition networks and the fusion end to end, every modality on every segment, from the unimodal networks",
-    )
-    policy_pretrain: PolicyPretrainConfig = Field(
-        default_factory=lambda: PolicyPretrainConfig(epochs=5, optimizer=OptimizerConfig(name="adam", lr=0.001)),
-        description="stage 'policy_pretrain' (not in the paper, which starts the policy branches from ImageNet): "
-        "train each policy branch with a temporary linear classifier on its own low-cost input",
-    )
     fused_average: Literal["segments", "selected"] = Field(
         "segments", description="average fused logits over all segments (paper) or only over segments that selected something"
     )

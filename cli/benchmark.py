@@ -146,7 +146,7 @@ def _measure_every_view(comps: Any, video: Path, sampling: Any, *, segments: int
                     continue
             else:
                 count = segments
-            view = comps.modalities.build(entry.name, options, sampling=sampling)
+            view = comps.modalities.build(entry.name, options, sampling=sampling, name=entry.name)
             name = entry.name if algorithm is None else f"{entry.name} ({algorithm})"
             for train in ([False] if algorithm == "tvl1" else [False, True]):
                 run(name, "recognition", view, policy=False, train=train, count=count,
@@ -154,7 +154,7 @@ def _measure_every_view(comps: Any, video: Path, sampling: Any, *, segments: int
             if entry.factory.default_proxy is None:
                 run(name, "policy", view, policy=True, train=False, count=count)
     for entry in comps.proxies:
-        view = comps.proxies.build(entry.name, {}, sampling=sampling)
+        view = comps.proxies.build(entry.name, {}, sampling=sampling, name=entry.name)
         for train in (False, True):
             run(entry.name, "policy (proxy)", view, policy=True, train=train, count=segments)
     return rows

@@ -55,9 +55,9 @@ def _named_modalities(names: list[str], options: dict[str, dict[str, Any]], samp
     comps = plugin_system().components
     out: dict[str, Any] = {}
     for name in names:
-        modality = comps.modalities.build(name, options.get(name, {}), sampling=sampling, field_path=f"--modality {name}")
-        modality.registered_name = name  # the cache folder is named after it, as when loading
-        out[name] = modality
+        # named as when loading: the cache folder is named after it
+        out[name] = comps.modalities.build(name, options.get(name, {}), sampling=sampling, name=name,
+                                           field_path=f"--modality {name}")
     return out
 
 

@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from adamml_core import hookimpl
-from adamml_core.modality import Modality
+from adamml_core.api import Modality, hookimpl
 
 LOG_EPS = 1e-6  # floor under the power before the log: silence is log(1e-6) ~ -13.8
 
@@ -136,8 +135,8 @@ class AudioModality(Modality):
     default_proxy = None
     options: AudioOptions
 
-    def __init__(self, options, *, sampling):
-        super().__init__(options, sampling=sampling)
+    def __init__(self, options, *, sampling, name=None):
+        super().__init__(options, sampling=sampling, name=name)
         self.spec = options.spec()
         self._kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # media source -> {centre: spectrogram}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adamml_core.config import ConfigError
+from adamml_core.api import ConfigError
 
 
 class PretrainedWeightsError(ConfigError):

@@ -23,7 +23,7 @@ from torchvision.models import MobileNetV2, ResNet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import Conv2dNormActivation
 
-from adamml_core import hookimpl
+from adamml_core.api import hookimpl
 from adamml_plugins.temporal import TemporalMaxPool, average_frames, fold_frames
 from adamml_plugins.backbone_layers import load_pretrained, replace_first_conv
 

@@ -29,10 +29,21 @@ import numpy as np
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from adamml_core import hookimpl
-from adamml_core.media.cache import ModalityStore, VideoCache
-from adamml_core.media.transforms import FrameOptions, apply_plan, decode_size, normalize_rgb, policy_locations, to_chw
-from adamml_core.modality import MediaSource, Modality, Proxy, Segment
+from adamml_core.api import (
+    FrameOptions,
+    MediaSource,
+    Modality,
+    ModalityStore,
+    Proxy,
+    Segment,
+    VideoCache,
+    apply_plan,
+    decode_size,
+    hookimpl,
+    normalize_rgb,
+    policy_locations,
+    to_chw,
+)
 from adamml_plugins.optical_flow import flows_for_pairs, param_key, prepare_flows, tvl1_gflops_estimate
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adamml_core import hookimpl
-from adamml_core.registry import NoOptions
+from adamml_core.api import Fusion, NoOptions, hookimpl
 
 
-class WeightedFusion(nn.Module):
+class WeightedFusion(Fusion):
     """Learned late-fusion weights: M-1 free weights initialised to 1/M, the last is 1 minus their sum."""
 
     def __init__(self, modalities: list[str]):
@@ -34,7 +33,7 @@ class WeightedFusion(nn.Module):
         return torch.einsum("bcmk,m->bck", masked, self.weights())
 
 
-class AverageFusion(nn.Module):
+class AverageFusion(Fusion):
     """Mean of the selected modalities' logits (zeros where none is selected)."""
 
     def forward(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -43,7 +42,7 @@ class AverageFusion(nn.Module):
         return total / count
 
 
-class MaxFusion(nn.Module):
+class MaxFusion(Fusion):
     """Element-wise maximum over the selected modalities' logits (zeros where none is selected)."""
 
     def forward(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
-from adamml_core import hookimpl
-from adamml_core.models.fusion_contract import required_feature_dims
+from adamml_core.api import Fusion, hookimpl, required_feature_dims
 
 
 def _masked(features: list[torch.Tensor], mask: torch.Tensor) -> list[torch.Tensor]:
@@ -41,7 +40,7 @@ class MidFusionOptions(BaseModel):
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout before the classifier (the release does not say; 0.5)")
 
 
-class MidFusion(nn.Module):
+class MidFusion(Fusion):
     """Pooled features concatenated -> Linear(sum D, H)-ReLU-Linear(H, H)-ReLU-Dropout-Linear(K), per segment."""
 
     uses_features = True
@@ -69,7 +68,7 @@ class ExpertsOptions(BaseModel):
     h: Literal["identity", "mlp"] = Field("identity", description="h-network: identity (the base configuration) or BN-ReLU-Linear")
 
 
-class CollaborativeExperts(nn.Module):
+class CollaborativeExperts(Fusion):
     """Collaborative gating (Liu et al. 2019): every modality is an expert, gated by the others."""
 
     uses_features = True

@@ -30,16 +30,29 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from adamml_core import hookimpl
-from adamml_core.config import ConfigError
-from adamml_core.engine.loaders import split_holdout, stream_seed
-from adamml_core.engine.optim import Optimization
-from adamml_core.engine.passes import batch_top1
-from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StageContext, StagePlan, configure_pass
-from adamml_core.losses import classification_loss
-from adamml_core.models.fusion_contract import required_feature_dims
-from adamml_core.registry import NoOptions
-from adamml_core.train_config import OptimizerConfig, StageLossTerms
+from adamml_core.api import (
+    ConfigError,
+    Fusion,
+    LossTermUse,
+    NoOptions,
+    Optimization,
+    OptimizerConfig,
+    PassOutput,
+    PassPlan,
+    Stage,
+    StageContext,
+    StageLossTerms,
+    StagePlan,
+    batch_top1,
+    builds,
+    classification_loss,
+    configure_pass,
+    configured_fusion_on_meta,
+    hookimpl,
+    required_feature_dims,
+    split_holdout,
+    stream_seed,
+)
 
 FUSED = "fused"  # the name of the fused head beside the modalities' own
 STAGES = ("unimodal", "gradient_blending")
@@ -54,7 +67,7 @@ class GradientBlendingOptions(BaseModel):
                            "authors' AdaMML release: 0.5 before every final layer)")
 
 
-class GradientBlendingFusion(nn.Module):
+class GradientBlendingFusion(Fusion):
     """The fused head on the concatenated pooled features, plus the blend weights of the M + 1 heads' losses.
 
     Per segment, like every fusion here: ``Linear(sum D_m -> K)`` on the modalities' features
@@ -90,14 +103,13 @@ class GradientBlendingFusion(nn.Module):
         self.blend_weights.copy_(torch.tensor([float(weights[n]) for n in self.head_names]))
 
 
+@builds(GradientBlendingFusion)  # its baseline_stages are known without building it
 def build_gblend(options: GradientBlendingOptions, *, modalities: list[str], num_classes: int,
                  feature_dims: dict[str, int] | None = None) -> torch.nn.Module:
     """Gradient blending: a fused head on the concatenated features + per-head loss weights (stage gradient_blending)."""
     dims = required_feature_dims(feature_dims, modalities, "gblend")
     return GradientBlendingFusion(modalities, dims, num_classes, dropout=options.dropout)
 
-
-build_gblend.baseline_stages = STAGES  # known without building (fusion_contract.baseline_stages)
 
 
 def head_logits(system: Any, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -272,12 +284,10 @@ class GradientBlendingStage(Stage):
         )
 
     def check(self, options, cfg, components):
-        from adamml_core.models.fusion_contract import configured_fusion_on_meta
-
         if options.epochs == 0:
             return None
         module = configured_fusion_on_meta(cfg, components)
-        if not callable(getattr(module, "set_head_weights", None)):
+        if not isinstance(module, GradientBlendingFusion):
             raise ConfigError(f"train.stages: stage 'gradient_blending' needs a fusion with per-head loss weights "
                               f"(fusion.name=gblend); fusion '{cfg.fusion.name}' has none")
         return None

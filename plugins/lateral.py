@@ -22,9 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from adamml_core import hookimpl
-from adamml_core.config import ConfigError
-from adamml_core.models.fusion_contract import FusionSizeError, required_feature_dims
+from adamml_core.api import ConfigError, Fusion, FusionSizeError, builds, hookimpl, required_feature_dims
 from adamml_plugins.temporal import average_frames, fold_frames
 
 Step = Callable[[torch.Tensor, int], tuple[torch.Tensor, int]]
@@ -189,7 +187,7 @@ class LateralOptions(BaseModel):
         return value
 
 
-class LateralFusion(nn.Module):
+class LateralFusion(Fusion):
     """Two backbones run stage by stage with lateral sums; a linear head on their pooled features."""
 
     uses_features = True
@@ -289,6 +287,7 @@ def _build(options: LateralOptions, modalities: list[str], num_classes: int, fea
                          visual_link=options.visual_link, time_kernel=options.time_kernel)
 
 
+@builds(LateralFusion)  # config validation knows it needs every modality without building it
 def build_unilateral(options: LateralOptions, *, modalities: list[str], num_classes: int,
                      feature_dims: dict[str, int] | None = None,
                      segment_shapes: dict[str, tuple[int, ...]] | None = None) -> nn.Module:
@@ -296,6 +295,7 @@ def build_unilateral(options: LateralOptions, *, modalities: list[str], num_clas
     return _build(options, modalities, num_classes, feature_dims, segment_shapes, bilateral=False)
 
 
+@builds(LateralFusion)
 def build_bilateral(options: LateralOptions, *, modalities: list[str], num_classes: int,
                     feature_dims: dict[str, int] | None = None,
                     segment_shapes: dict[str, tuple[int, ...]] | None = None) -> nn.Module:
@@ -311,7 +311,3 @@ def register_fusions(register):
     register("bilateral", build_bilateral, options_model=LateralOptions,
              description="lateral connections both ways (our design for the reverse); baseline only, every segment")
 
-
-# Declared on the builders too, so that config validation knows it without building the method.
-build_unilateral.needs_all_modalities = True
-build_bilateral.needs_all_modalities = True

@@ -7,10 +7,7 @@ highest ``priority`` first (see :mod:`adamml_core.media.open`).
 
 from __future__ import annotations
 
-from adamml_core import hookimpl
-from adamml_core.media.container import ContainerSource
-from adamml_core.media.memory import MemorySource
-from adamml_core.media.prepared import PreparedSource
+from adamml_core.api import ContainerSource, MemorySource, PreparedSource, hookimpl
 
 
 @hookimpl

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Literal
 import cv2
 import numpy as np
 
-from adamml_core.media.cache import ModalityStore
+from adamml_core.api import ModalityStore
 
 Algorithm = Literal["tvl1", "dis", "farneback"]
 ALGORITHMS: tuple[str, ...] = ("tvl1", "dis", "farneback")

@@ -29,14 +29,26 @@ from typing import Any
 
 import torch
 
-from adamml_core import hookimpl
-from adamml_core.config import AlternatingConfig, ConfigError, StageConfig
-from adamml_core.train_config import PolicyPretrainConfig
-from adamml_core.engine.passes import batch_top1
-from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
-from adamml_core.losses import classification_loss, efficiency_loss, lambdas_from_costs, top1_correct
-from adamml_core.registry import NoOptions
+from adamml_core.api import (
+    ConfigError,
+    LossTermUse,
+    NoOptions,
+    PassOutput,
+    PassPlan,
+    Stage,
+    StageConfig,
+    StagePlan,
+    batch_top1,
+    classification_loss,
+    configured_fusion_on_meta,
+    efficiency_loss,
+    hookimpl,
+    lambdas_from_costs,
+    top1_correct,
+)
+from adamml_plugins import recipe_options as defaults
 from adamml_plugins.policy_distill import PolicyDistillStage
+from adamml_plugins.recipe_options import AlternatingConfig, PolicyPretrainConfig
 
 # ----------------------------------------------------------------------------- pass forwards
 
@@ -165,6 +177,7 @@ class UnimodalStage(Stage):
     """Every recognition network alone on its modality (cross-entropy)."""
 
     options_model = StageConfig
+    default_section = defaults.UNIMODAL
 
     def plan(self, options, cfg):
         return StagePlan(
@@ -184,9 +197,11 @@ def _auxiliary_heads(system: Any, num_classes: int) -> torch.nn.Module:
 
 
 class PolicyPretrainStage(Stage):
-    """Each policy branch with a temporary linear classifier on its own low-cost input (not in the paper)."""
+    """Each policy branch with a temporary linear classifier on its own low-cost input (not in the paper, which
+    starts the policy branches from ImageNet)."""
 
     options_model = PolicyPretrainConfig
+    default_section = defaults.POLICY_PRETRAIN
 
     def plan(self, options, cfg):
         return StagePlan(
@@ -202,6 +217,7 @@ class FusionStage(Stage):
     """Late-fusion weights over the frozen unimodal networks (the weighted-fusion baseline; not in the paper)."""
 
     options_model = StageConfig
+    default_section = defaults.FUSION
 
     def plan(self, options, cfg):
         return StagePlan(
@@ -214,8 +230,6 @@ class FusionStage(Stage):
     def check(self, options, cfg, components):
         if options.epochs == 0:
             return None
-        from adamml_core.models.fusion_contract import configured_fusion_on_meta
-
         module = configured_fusion_on_meta(cfg, components)
         return None if any(True for _ in module.parameters()) else self._reason(cfg.fusion.name)
 
@@ -237,6 +251,7 @@ class JointStage(Stage):
     """
 
     options_model = StageConfig
+    default_section = defaults.JOINT
 
     def plan(self, options, cfg):
         return StagePlan(
@@ -285,6 +300,7 @@ class WarmupStage(_BehindPolicy):
     """Recognition networks + fusion behind the frozen, untrained policy."""
 
     name = "warmup"
+    default_section = defaults.WARMUP
 
 
 class FinetuneStage(_BehindPolicy):
@@ -292,12 +308,16 @@ class FinetuneStage(_BehindPolicy):
 
     name = "finetune"
     fine_tuning = True
+    default_section = defaults.FINETUNE
 
 
 class AlternatingStage(Stage):
     """A recognition pass (policy frozen) then ``policy_passes`` policy passes (CE + efficiency) per epoch."""
 
     options_model = AlternatingConfig
+
+    def policy_holdout(self, options):
+        return options.policy_holdout
 
     def plan(self, options, cfg):
         policy_records = "policy" if options.policy_holdout > 0 else "recognition"

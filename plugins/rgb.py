@@ -12,9 +12,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from adamml_core import hookimpl
-from adamml_core.modality import MediaSource, Modality, Segment
-from adamml_core.media.transforms import FrameOptions, apply_plan, normalize_rgb, policy_locations, to_chw
+from adamml_core.api import (
+    FrameOptions,
+    MediaSource,
+    Modality,
+    Segment,
+    apply_plan,
+    hookimpl,
+    normalize_rgb,
+    policy_locations,
+    to_chw,
+)
 
 
 class RGBOptions(FrameOptions):

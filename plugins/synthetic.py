@@ -19,9 +19,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from adamml_core import hookimpl
-from adamml_core.atomic import atomic_writer
-from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_core.api import DatasetOptions, Split, VideoDataset, VideoRecord, atomic_writer, hookimpl
 from adamml_plugins.synthetic_media import (
     BACKGROUND_LEVELS,
     CUES,

@@ -32,8 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 import av
 import numpy as np
 
-from adamml_core.atomic import atomic_writer
-from adamml_core.media.writer import VideoWriter
+from adamml_core.api import VideoWriter, atomic_writer
 
 CUES = ("appearance", "motion", "tone")
 GENERATOR_VERSION = 6  # bump when the pixels or samples change, so old caches are not reused

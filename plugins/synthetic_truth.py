@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from adamml_core.datasets import VideoRecord
+from adamml_core.api import VideoRecord
 from adamml_plugins.synthetic_media import CUES, Region, VideoPlan
 
 

@@ -37,8 +37,17 @@ def test_defaults_are_the_papers():
     assert (cfg.sampling.train_segments, cfg.sampling.test_segments) == (5, 10)
     assert (cfg.sampling.frames_per_segment, cfg.sampling.frame_stride) == (8, 4)
     assert cfg.train.batch_size == 72 and cfg.loss.gamma == 10
-    assert cfg.train.unimodal.optimizer.milestones == [20, 40, 50]
-    assert cfg.train.alternating.policy_optimizer.name == "adam" and cfg.train.alternating.policy_optimizer.lr == 0.01
+    # the built-in stages' sections are the recipe plugin's: validated (and filled in) through the registered stages
+    from adamml_core.engine.recipe import stage_options
+
+    components = load_plugins().components
+    unimodal = stage_options(cfg, "unimodal", components)[1]
+    alternating = stage_options(cfg, "alternating", components)[1]
+    assert unimodal.epochs == 60 and unimodal.optimizer.milestones == [20, 40, 50]
+    assert alternating.policy_optimizer.name == "adam" and alternating.policy_optimizer.lr == 0.01
+    # a section that is given starts from the options model's defaults, not from the absent section's
+    given = ExperimentConfig.model_validate({**BASE, "train": {"unimodal": {"epochs": 2}}})
+    assert stage_options(given, "unimodal", components)[1].optimizer.milestones == []
     assert cfg.policy.initial_temperature == 5.0 and cfg.policy.temperature_decay == 0.965
     assert cfg.policy.hidden_size == 256 and cfg.policy.mlp_dim == 2048
 

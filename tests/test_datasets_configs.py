@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from adamml_core.config import load_config, resolve_config
+from adamml_core.engine.recipe import stage_options
 from adamml_core.plugins import load_plugins
+from engine_configs import builtin_components
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DATASETS = ("activitynet", "fcvid", "mini_sports1m", "kinetics_sounds")
@@ -35,11 +37,13 @@ def test_shipped_config_loads_with_the_paper_settings(path):
     assert cfg.loss.efficiency_weights == SETTINGS[setting] and list(cfg.modalities) == list(SETTINGS[setting])
     assert cfg.loss.gamma == 10.0 and cfg.train.batch_size == 72 and cfg.fusion.name == "weighted"
     assert (cfg.sampling.train_segments, cfg.sampling.test_segments, cfg.sampling.frames_per_segment, cfg.sampling.frame_stride) == (5, 10, 8, 4)
-    t = cfg.train
-    assert t.unimodal.epochs == (70 if cfg.dataset.name == "activitynet" else 60)
-    assert t.unimodal.optimizer.lr == 0.01 and t.unimodal.optimizer.milestones == [20, 40, 50]
-    assert (t.warmup.epochs, t.alternating.epochs, t.finetune.epochs) == (5, 20, 10)
-    alt = t.alternating
+    # the stages' sections as the registered stages validate them (their defaults are the recipe plugin's)
+    comps = builtin_components(tuple(cfg.plugins.block))
+    unimodal, warmup, alt, finetune = (stage_options(cfg, name, comps)[1]
+                                       for name in ("unimodal", "warmup", "alternating", "finetune"))
+    assert unimodal.epochs == (70 if cfg.dataset.name == "activitynet" else 60)
+    assert unimodal.optimizer.lr == 0.01 and unimodal.optimizer.milestones == [20, 40, 50]
+    assert (warmup.epochs, alt.epochs, finetune.epochs) == (5, 20, 10)
     assert (alt.policy_optimizer.name, alt.policy_optimizer.lr, alt.policy_optimizer.milestones) == ("adam", 0.01, [10, 15])
     assert (alt.recognition_optimizer.name, alt.recognition_optimizer.lr, alt.recognition_optimizer.momentum) == ("sgd", 0.001, 0.9)
     assert alt.recognition_optimizer.weight_decay == alt.policy_optimizer.weight_decay == 1e-4

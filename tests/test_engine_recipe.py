@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from adamml_core.config import ConfigError
-from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
 from adamml_core.engine.trainer import Trainer, TrainingHalted

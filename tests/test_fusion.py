@@ -11,7 +11,7 @@ from torch import nn
 from adamml_core import hookimpl
 from adamml_core.config import ConfigError
 from adamml_core.flops import config_cost_report, cost_report
-from adamml_core.models.fusion_contract import AdaptiveModeRefused
+from adamml_core.models.fusion_contract import AdaptiveModeRefused, Fusion
 from adamml_core.plugins import load_plugins
 from tiny_models import NUM_CLASSES, TinyPlugin, tiny_config, tiny_system
 
@@ -29,7 +29,7 @@ class OldStyleSum(nn.Module):
         return (logits * mask.unsqueeze(-1)).sum(dim=2)
 
 
-class CoupledFeatures(nn.Module):
+class CoupledFeatures(Fusion):
     """Stands for lateral connections: a method that cannot skip items."""
 
     uses_features = True

@@ -12,7 +12,7 @@ from adamml_cli.app import build_app
 from adamml_core.config import ConfigError
 from adamml_core.engine.recipe import check_recipe
 from adamml_core.engine.trainer import Trainer
-from adamml_core.models.fusion_contract import baseline_stages
+from adamml_core.models.fusion_contract import Fusion, baseline_stages
 from engine_configs import builtin_components, tiny_config
 
 
@@ -78,7 +78,7 @@ def test_baseline_stages_per_variant():
     # gradient blending has its own recipe (always end to end), whatever the variant
     assert baseline_stages(fusions.get("gblend"), "frozen") == baseline_stages(fusions.get("gblend"))
 
-    class PartlyDeclared:
+    class PartlyDeclared(Fusion):
         baseline_stages = {"frozen": ("unimodal", "my_stage")}
 
     assert baseline_stages(PartlyDeclared, "frozen") == ("unimodal", "my_stage")

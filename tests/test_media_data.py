@@ -30,8 +30,7 @@ def setup(tmp_path_factory):
     comps = load_plugins().components
     modalities = {}
     for name, options in OPTIONS.items():
-        modalities[name] = comps.modalities.build(name, options, sampling=SAMPLING)
-        modalities[name].registered_name = name
+        modalities[name] = comps.modalities.build(name, options, sampling=SAMPLING, name=name)
     views = {
         "rgb": modalities["rgb"],
         "flow": comps.proxies.build("rgbdiff", {"crop_size": 32, "policy_size": 24}, sampling=SAMPLING),

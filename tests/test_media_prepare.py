@@ -41,12 +41,11 @@ def videos(tmp_path_factory):
 def modalities():
     comps = load_plugins().components
     mods = {
-        "rgb": comps.modalities.build("rgb", {"crop_size": 32, "policy_size": 16}, sampling=SAMPLING),
-        "flow": comps.modalities.build("flow", {"crop_size": 32, "algorithm": "dis", "threads": 2}, sampling=SAMPLING),
-        "audio": comps.modalities.build("audio", {"input_size": 32}, sampling=SAMPLING),
+        "rgb": comps.modalities.build("rgb", {"crop_size": 32, "policy_size": 16}, sampling=SAMPLING, name="rgb"),
+        "flow": comps.modalities.build("flow", {"crop_size": 32, "algorithm": "dis", "threads": 2}, sampling=SAMPLING,
+                                       name="flow"),
+        "audio": comps.modalities.build("audio", {"input_size": 32}, sampling=SAMPLING, name="audio"),
     }
-    for name, modality in mods.items():
-        modality.registered_name = name  # as build_modalities names them: the cache folder is named after it
     return mods
 
 

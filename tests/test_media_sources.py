@@ -39,7 +39,7 @@ class SyntheticSource(FrameSource):
     def try_open(cls, path, *, decode_short_side, cache_dir):
         return cls(path, decode_short_side=decode_short_side) if str(path).endswith(".synthetic") else None
 
-    def _read_frames(self, indices):
+    def read_frames(self, indices):
         type(self).reads.extend(indices)
         return {i: np.full((32, 48, 3), i % 256, np.uint8) for i in indices}
 
@@ -47,14 +47,14 @@ class SyntheticSource(FrameSource):
 class NotingSource(SyntheticSource):
     """Reports a substitution through ``notes``, as a source that repaired damaged data would."""
 
-    def _read_frames(self, indices):
+    def read_frames(self, indices):
         self.notes["damaged packet: frame repeated"] += 1
-        return super()._read_frames(indices)
+        return super().read_frames(indices)
 
 
 def rgb(sampling=SAMPLING):
-    modality = load_plugins().components.modalities.build("rgb", {"crop_size": 16, "policy_size": 8}, sampling=sampling)
-    modality.registered_name = "rgb"
+    modality = load_plugins().components.modalities.build("rgb", {"crop_size": 16, "policy_size": 8}, sampling=sampling,
+                                                         name="rgb")
     return modality
 
 

@@ -18,7 +18,7 @@ import torch
 
 from adamml_core.config import ConfigError, SamplingConfig, validate_config
 from adamml_core.engine.checkpoint import load_checkpoint
-from adamml_core.engine.recipe import configure_pass
+from adamml_core.engine.recipe import configure_pass, stage_options
 from adamml_core.media.transforms import IMAGENET_MEAN, IMAGENET_STD
 from adamml_core.modality import Segment
 from adamml_core.registry import ComponentOptionsError
@@ -48,7 +48,7 @@ def test_frozen_parts_batchnorm_follows_the_option(mode, tmp_path):
     components = builtin_components()
     cfg = tiny_config(tmp_path, tmp_path / "out", [f"train.frozen_batchnorm={mode}"])
     system, inputs, policy_inputs, _, _ = tiny_system(cfg, components, batch=2, segments=3)
-    recognition_pass, policy_pass = AlternatingStage().plan(cfg.train.alternating, cfg).passes[:2]
+    recognition_pass, policy_pass = AlternatingStage().plan(stage_options(cfg, "alternating", builtin_components())[1], cfg).passes[:2]
     batch = {"inputs": inputs, "policy_inputs": policy_inputs, "target": torch.tensor([0, 1])}
     for plan, frozen in ((recognition_pass, [system.policy]), (policy_pass, [system.recognizers])):
         configure_pass(system, plan)
@@ -64,7 +64,7 @@ def test_frozen_parts_batchnorm_follows_the_option(mode, tmp_path):
 def test_frozen_batchnorm_reaches_warmup_and_finetune_and_bad_values_fail(tmp_path):
     for mode, expected in (("train", ("policy",)), ("eval", ())):
         cfg = tiny_config(tmp_path, tmp_path / "out", [f"train.frozen_batchnorm={mode}"])
-        assert FinetuneStage().plan(cfg.train.finetune, cfg).passes[0].batchnorm_train == expected
+        assert FinetuneStage().plan(stage_options(cfg, "finetune", builtin_components())[1], cfg).passes[0].batchnorm_train == expected
     data = json.loads(json.dumps(TINY))
     data["train"]["frozen_batchnorm"] = "frozen"
     with pytest.raises(ConfigError, match="train.frozen_batchnorm"):
@@ -78,8 +78,8 @@ def test_best_model_rule_plans(tmp_path):
     flags = {}
     for rule in ("alternating", "alternating_and_finetune", "last"):
         cfg = tiny_config(tmp_path, tmp_path / "out", [f"train.best_model={rule}"])
-        fine = FinetuneStage().plan(cfg.train.finetune, cfg)
-        alternating = AlternatingStage().plan(cfg.train.alternating, cfg)
+        fine = FinetuneStage().plan(stage_options(cfg, "finetune", builtin_components())[1], cfg)
+        alternating = AlternatingStage().plan(stage_options(cfg, "alternating", builtin_components())[1], cfg)
         flags[rule] = (fine.start_from_best, fine.track_best, fine.validate_every_epoch, fine.end_with_best,
                        alternating.end_with_best)
     assert flags == {"alternating": (True, False, False, False, False),

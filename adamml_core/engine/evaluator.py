@@ -223,8 +223,7 @@ def _selection_quality(exp: Any, dataset: Any, records: list, chosen: list, name
     """
     from adamml_core.media.errors import MediaError
 
-    judge = getattr(exp.dataset, "selection_quality", None)
-    if judge is None or not chosen:
+    if not exp.dataset.judges_selections() or not chosen:
         return None
     indices, decisions, segments = [], [], []
     for part, chosen_decisions in chosen:
@@ -237,4 +236,4 @@ def _selection_quality(exp: Any, dataset: Any, records: list, chosen: list, name
             decisions.append(chosen_decisions[row])
     if not indices:
         return None
-    return judge([records[i] for i in indices], segments, torch.stack(decisions), names)
+    return exp.dataset.selection_quality([records[i] for i in indices], segments, torch.stack(decisions), names)

@@ -215,8 +215,8 @@ def display_views(exp: Any, path: str | Path, decisions: Any) -> tuple[dict[str,
             raise ValueError(f"decisions {chosen.shape} must be [segments={len(segments)}, modalities={len(names)}]")
         views: dict[str, list[Any]] = {}
         for k, name in enumerate(names):
-            show = getattr(exp.modalities[name], "display", None)
-            views[name] = [None if show is None else _picture(show(media, segment, selected=bool(chosen[c, k])))
+            show = exp.modalities[name].display
+            views[name] = [_picture(show(media, segment, selected=bool(chosen[c, k])))
                            for c, segment in enumerate(segments)]
     return views, segments
 

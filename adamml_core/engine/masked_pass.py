@@ -76,7 +76,7 @@ def masked_pass(system: Any, exp: Any, records: list, rules: list[dict[str, floa
     from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
     from adamml_core.models import fusion_contract
 
-    fusion_contract.refuse_adaptive(system.fusion)
+    fusion_contract.refuse_adaptive(system.fusion, system.fusion_name)
     names = list(system.modalities)
     label_sets = [record.labels for record in records]
 

@@ -54,6 +54,7 @@ def calibration_for(run: Any, *, ctx: DistContext | None = None, say: Callable[[
 def calibration_records(exp: Any) -> list:
     """The videos the trainer calibrates on: the first ``train.calibration_videos`` of the policy's training part."""
     from adamml_core.engine.loaders import split_holdout
+    from adamml_core.engine.recipe import policy_holdout
 
     cfg = exp.cfg
     if "train" not in exp.records:
@@ -62,7 +63,7 @@ def calibration_records(exp: Any) -> list:
         usable, _ = check_records(exp.dataset.records("train"), cfg.dataset.allow_missing, split="train",
                                   dataset=cfg.dataset.name, sources=exp.media_sources)
         exp.records["train"] = list(usable)
-    _, policy_records = split_holdout(exp.records["train"], cfg.train.alternating.policy_holdout, cfg.runtime.seed)
+    _, policy_records = split_holdout(exp.records["train"], policy_holdout(cfg, exp.components), cfg.runtime.seed)
     return policy_records[: cfg.train.calibration_videos]
 
 

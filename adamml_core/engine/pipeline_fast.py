@@ -23,6 +23,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from adamml_core.models.networks import feature_dim, has_encoder_head
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -72,8 +74,8 @@ class Bucketed(nn.Module):
         self.largest = largest
         for name, part in (parts or {}).items():  # plain attributes: only present when the network has them
             object.__setattr__(self, name, self._bucketed(part))
-        if getattr(module, "feature_dim", None) is not None:
-            self.feature_dim = module.feature_dim
+        if feature_dim(module) is not None:
+            self.feature_dim = feature_dim(module)
 
     def _bucketed(self, call: Any) -> Any:
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -90,9 +92,9 @@ class Bucketed(nn.Module):
 
 def _compiled_parts(module: nn.Module) -> dict[str, Any]:
     """The compiled ``encode`` and ``head`` of a network that has both (feature fusions call them)."""
-    if not (callable(getattr(module, "encode", None)) and callable(getattr(module, "head", None))):
+    if not has_encoder_head(module):
         return {}
-    return {name: torch.compile(getattr(module, name), dynamic=False) for name in ("encode", "head")}
+    return {"encode": torch.compile(module.encode, dynamic=False), "head": torch.compile(module.head, dynamic=False)}
 
 
 def _layout(system: Any, memory_format: torch.memory_format) -> None:

@@ -64,10 +64,9 @@ def _frames_needed(views: Sequence[Any], segments: Sequence[Any], *, policy: boo
     """The frames the views declare for these segments (``policy_frames`` or ``recognition_frames``)."""
     wanted: set[int] = set()
     for view in views:
-        needed = getattr(view, "policy_frames" if policy else "recognition_frames", None)
-        if needed is not None:
-            for segment in segments:
-                wanted.update(needed(segment))
+        needed = view.policy_frames if policy else view.recognition_frames
+        for segment in segments:
+            wanted.update(needed(segment))
     return sorted(wanted)
 
 

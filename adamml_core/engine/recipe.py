@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, ClassVar, Literal, Protocol
 
 import torch
 from pydantic import BaseModel
 
 from adamml_core.config import ConfigError
 from adamml_core.registry import ComponentOptionsError, RegistryError
+from adamml_core.train_config import StageLossTerms, stage_section
 
 # The parts of an AdaMML system a pass can train; "aux" is the stage's own auxiliary module.
 Part = Literal["recognition", "fusion", "policy", "aux"]
@@ -158,9 +159,16 @@ class RecipeSoFar:
 
 
 class Stage:
-    """Base of a registered stage; subclasses set ``options_model`` and implement ``plan``."""
+    """Base of a registered stage; subclasses set ``options_model`` and implement ``plan``.
+
+    ``options_model`` validates the section ``train.<stage name>``; ``default_section`` (optional)
+    is the section a config without one gets (None: the options model's own defaults), e.g. a
+    stage's paper epochs and learning rate while its options model keeps plain defaults for a
+    section that is given. The other members are optional, with the defaults below.
+    """
 
     options_model: type[BaseModel]
+    default_section: ClassVar[dict[str, Any] | None] = None
 
     def plan(self, options: BaseModel, cfg: Any) -> StagePlan:
         raise NotImplementedError
@@ -177,6 +185,11 @@ class Stage:
         """Checked on the built system before the stage starts: a reason to skip it, or None."""
         return None
 
+    def policy_holdout(self, options: BaseModel) -> float:
+        """The share of the training set this stage's options keep from the recognition networks for
+        the passes that read ``records="policy"`` (default 0: none)."""
+        return 0.0
+
 
 def stage_options(cfg: Any, name: str, components: Any) -> tuple[Stage, BaseModel]:
     """The registered stage and its options, validated under ``train.<name>``."""
@@ -184,13 +197,24 @@ def stage_options(cfg: Any, name: str, components: Any) -> tuple[Stage, BaseMode
         entry = components.stages.get(name)
     except RegistryError as exc:
         raise ConfigError(f"train.stages: {exc}") from None
-    raw = getattr(cfg.train, name, None) if name in type(cfg.train).model_fields else (cfg.train.model_extra or {}).get(name)
     try:
-        options = entry.parse_options(raw, kind=components.stages.kind, field_path=f"train.{name}")
+        options = entry.parse_options(stage_section(cfg.train, name, entry.factory), kind=components.stages.kind,
+                                      field_path=f"train.{name}")
     except ComponentOptionsError as exc:
         raise ConfigError(str(exc)) from None
     factory = entry.factory
     return (factory() if isinstance(factory, type) else factory), options
+
+
+def policy_holdout(cfg: Any, components: Any) -> float:
+    """The share of the training set held out for the policy passes: the largest any registered stage's
+    section asks for (:meth:`Stage.policy_holdout`), run or not, so that the split is fixed by the config."""
+    shares = [0.0]
+    for entry in components.stages:
+        if entry.name in cfg.train.stages or entry.name in (cfg.train.model_extra or {}):
+            stage, options = stage_options(cfg, entry.name, components)
+            shares.append(float(stage.policy_holdout(options)))
+    return max(shares)
 
 
 def plan_stages(cfg: Any, components: Any) -> list[tuple[Stage, StagePlan]]:
@@ -206,7 +230,7 @@ def with_configured_terms(plan: StagePlan, options: BaseModel, name: str) -> Sta
     ``train_config.StageLossTerms``) gets this; the terms follow the stage's own. A pass name the
     stage does not have is a config error listing the ones it has.
     """
-    configured = getattr(options, "loss_terms", None) or {}
+    configured = options.loss_terms if isinstance(options, StageLossTerms) else {}
     passes = list(dict.fromkeys(p.name for p in plan.passes))
     for key in configured:
         if key not in passes:

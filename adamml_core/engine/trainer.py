@@ -29,7 +29,7 @@ from adamml_core.engine.optim import Optimization
 from adamml_core.engine.pass_loop import TrainingHalted, run_pass
 from adamml_core.engine.passes import RunningMeans
 from adamml_core.engine.progress import training_progress
-from adamml_core.engine.recipe import Stage, StagePlan, load_part_weights, part_modules, plan_stages
+from adamml_core.engine.recipe import Stage, StagePlan, load_part_weights, part_modules, plan_stages, policy_holdout
 from adamml_core.engine.run_dir import BEST, LAST, RunDirectory
 from adamml_core.engine.temperature import next_temperature
 from adamml_core.engine.train_state import BestModel, Position, capture_state, restore_state
@@ -74,7 +74,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.progress: Any = None
         self.recognition_records, self.policy_records = split_holdout(
-            self.exp.records["train"], cfg.train.alternating.policy_holdout, cfg.runtime.seed
+            self.exp.records["train"], policy_holdout(cfg, self.exp.components), cfg.runtime.seed
         )
         self._datasets: dict[tuple, Any] = {}
         world = self.ctx.world_size
@@ -255,8 +255,7 @@ def load_best(trainer: Trainer) -> bool:
 
 def report_dataset_notes(trainer: Trainer) -> None:
     """Say and log what the dataset's records() did (e.g. videos a filter left out): counted, never dropped silently."""
-    notes = getattr(trainer.exp.dataset, "notes", lambda split: [])  # a duck-typed dataset may not have it
     for split in trainer.exp.records:
-        for note in notes(split):
+        for note in trainer.exp.dataset.notes(split):
             trainer.say(note)
             trainer.run.log({"event": "dataset", "split": split, "note": note})

@@ -1,6 +1,6 @@
 """Audio windows of a long video: a seek per window instead of decoding the whole track.
 
-:class:`AudioWindows` serves ``FrameSource._read_audio_window`` for the container
+:class:`AudioWindows` serves ``FrameSource.read_audio_window`` for the container
 source. Each window is decoded from a freshly opened container: a decoder that
 decoded or was flushed before rounds its first frames differently, Opus and MP3
 drop their priming only when fresh, and AAC's noise substitution and AC3's

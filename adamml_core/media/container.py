@@ -142,7 +142,7 @@ class _ContainerAudio:
 
     windowed_audio_seconds: float = WINDOWED_AUDIO_SECONDS  # set on an instance: tests window short clips
 
-    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+    def read_audio_track(self, sample_rate: int) -> np.ndarray | None:
         assert self._container is not None and self._astream is not None
         self.stats.audio_decodes += 1
         self._rewind(audio=True)
@@ -154,7 +154,7 @@ class _ContainerAudio:
             self.notes[DAMAGED_AUDIO_NOTE] = track.damaged_packets
         return track.samples
 
-    def _read_audio_window(self, first: int, count: int, sample_rate: int) -> np.ndarray | None:
+    def read_audio_window(self, first: int, count: int, sample_rate: int) -> np.ndarray | None:
         if self._container is None or self._astream is None or self.duration < self.windowed_audio_seconds:
             return None
         return self._windows.samples(first, count, sample_rate)
@@ -209,7 +209,7 @@ class ContainerSource(_ContainerAudio, ContainerOpening):
             return previous + 1
         return int(round((frame.time - self._t0) * self.fps))
 
-    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+    def read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
         return self._decode_frames(indices)
 
     def _decode_frames(self, wanted: list[int]) -> dict[int, np.ndarray]:

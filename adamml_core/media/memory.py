@@ -156,10 +156,10 @@ class MemorySource(FrameSource):
         cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
         return cls(path, entry, decode_short_side=decode_short_side, cache=cache)
 
-    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+    def read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
         return {i: self.entry.frames[i] for i in indices}
 
-    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+    def read_audio_track(self, sample_rate: int) -> np.ndarray | None:
         track = self.entry.audio.get(sample_rate)
         if track is not None:
             return track

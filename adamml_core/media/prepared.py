@@ -56,7 +56,7 @@ class PreparedSource(FrameSource):
         folder = media_cache.prepared_video_dir(cache_dir, path, decode_short_side)
         return None if folder is None else cls(path, folder, decode_short_side=decode_short_side)
 
-    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+    def read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
         return {i: self._read_frame(i) for i in indices}
 
     def _read_frame(self, index: int) -> np.ndarray:
@@ -67,7 +67,7 @@ class PreparedSource(FrameSource):
         self.stats.frames_from_cache_dir += 1
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+    def read_audio_track(self, sample_rate: int) -> np.ndarray | None:
         if int(self.meta.get("audio_rate", -1)) == sample_rate:
             self.stats.audio_from_cache_dir += 1
             return np.load(self.folder / media_cache.AUDIO_FILE, allow_pickle=False)

@@ -1,12 +1,15 @@
 """What every media source shares: the frame cache, index clamping, audio windows, counters.
 
 A source (a video container, a prepared cache, a preloaded video, a folder of
-JPEG frames in a plugin, ...) subclasses :class:`FrameSource` and implements
-three methods: :meth:`FrameSource._read_frames` (the given sorted indices, as RGB
-uint8 arrays), :meth:`FrameSource._read_audio_track` (the whole mono track at a
-rate, or None) and :meth:`FrameSource.iter_frames` (every index once, in
-order). Everything a modality calls (``frames``, ``audio``, ``cache``, ``stats``,
-``notes``) is implemented here once, so every source behaves the same.
+JPEG frames in a plugin, ...) subclasses :class:`FrameSource` and implements its
+public hooks: :meth:`FrameSource.read_frames` (the given sorted indices, as RGB
+uint8 arrays; required), :meth:`FrameSource.read_audio_track` (the whole mono
+track at a rate, or None), optionally :meth:`FrameSource.read_audio_window` (a
+window without decoding the whole track) and :meth:`FrameSource.iter_frames`
+(every index once, in order). Everything a modality calls (``frames``, ``audio``,
+``cache``, ``stats``, ``notes``) is implemented here once, on top of the hooks, so
+every source behaves the same; the caching behind it (recent frames, audio
+tracks per rate, index clamping) is this class's own and stays private.
 
 ``notes`` counts what a source substituted instead of failing (e.g. silence for
 a file without an audio track, packets it skipped as damaged); the dataset adds
@@ -110,17 +113,18 @@ class FrameSource:
         """
         return Path(path).exists()
 
-    # ------------------------------------------------------------------ what subclasses implement
+    # ------------------------------------------------------------------ the hooks subclasses implement
+    # (called by frames() / audio() / audio_track() below, never by modalities: those go through the cache)
 
-    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+    def read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
         """RGB uint8 ``[H, W, 3]`` frames for sorted, clamped ``indices``."""
         raise NotImplementedError
 
-    def _read_audio_track(self, sample_rate: int) -> np.ndarray | None:
+    def read_audio_track(self, sample_rate: int) -> np.ndarray | None:
         """The whole mono float32 track at ``sample_rate`` (sample 0 at frame 0's time), None without audio."""
         return None
 
-    def _read_audio_window(self, first: int, count: int, sample_rate: int) -> np.ndarray | None:
+    def read_audio_window(self, first: int, count: int, sample_rate: int) -> np.ndarray | None:
         """Samples ``first .. first + count`` of the track at ``sample_rate`` without decoding it whole.
 
         None (the default): :meth:`audio` takes them from :meth:`audio_track`. A source that can
@@ -146,7 +150,7 @@ class FrameSource:
         wanted = [self._clamp(i) for i in indices]
         missing = sorted(set(i for i in wanted if i not in self._frame_cache))
         if missing:
-            decoded = self._read_frames(missing)
+            decoded = self.read_frames(missing)
             for i in missing:
                 self._remember(i, decoded[i])
             wanted = [self._clamp(i) for i in wanted]  # a truncated file may have shrunk the range
@@ -154,7 +158,7 @@ class FrameSource:
         for i in wanted:
             frame = self._frame_cache.get(i)
             if frame is None:  # evicted by a long request: fetch again
-                frame = self._read_frames([i])[i]
+                frame = self.read_frames([i])[i]
             else:
                 self._frame_cache.move_to_end(i)
             out.append(frame)
@@ -179,7 +183,7 @@ class FrameSource:
         out = np.zeros(count, dtype=np.float32)
         first = int(round(start * sample_rate))
         if self.has_audio and count > 0 and sample_rate not in self._audio_tracks:
-            window = self._read_audio_window(first, count, sample_rate)
+            window = self.read_audio_window(first, count, sample_rate)
             if window is not None:
                 return window
         track = self.audio_track(sample_rate)
@@ -196,7 +200,7 @@ class FrameSource:
     def audio_track(self, sample_rate: int) -> np.ndarray | None:
         """The whole mono track at ``sample_rate`` (sample 0 at frame 0's time), or None without audio."""
         if sample_rate not in self._audio_tracks:
-            self._audio_tracks[sample_rate] = self._read_audio_track(sample_rate) if self.has_audio else None
+            self._audio_tracks[sample_rate] = self.read_audio_track(sample_rate) if self.has_audio else None
         return self._audio_tracks[sample_rate]
 
     # ------------------------------------------------------------------ what was substituted

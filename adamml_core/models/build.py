@@ -15,6 +15,7 @@ from torch import nn
 from adamml_core.config import ConfigError, ExperimentConfig, resolve_config
 from adamml_core.modality import Modality, PolicyView
 from adamml_core.models.fusion_contract import build_fusion
+from adamml_core.models.networks import feature_dim
 from adamml_core.models.policy import PolicyNetwork
 from adamml_core.models.system import AdaMML
 from adamml_core.registry import ComponentOptionsError, RegistryError
@@ -35,7 +36,7 @@ def resolved(cfg: ExperimentConfig, components: Any) -> ExperimentConfig:
 
 
 def build_modalities(cfg: ExperimentConfig, components: Any) -> dict[str, Modality]:
-    """One instance per configured modality, built as ``cls(options, sampling=cfg.sampling)``."""
+    """One instance per configured modality, built as ``cls(options, sampling=cfg.sampling, name=<its name>)``."""
     out: dict[str, Modality] = {}
     for m in cfg.modalities:
         try:
@@ -46,9 +47,7 @@ def build_modalities(cfg: ExperimentConfig, components: Any) -> dict[str, Modali
             options = entry.parse_options(cfg.modality_options.get(m, {}), kind="modality", field_path=f"modality_options.{m}")
         except ComponentOptionsError as exc:
             raise ConfigError(str(exc)) from None
-        modality = entry.factory(options, sampling=cfg.sampling)
-        modality.registered_name = m
-        out[m] = modality
+        out[m] = entry.factory(options, sampling=cfg.sampling, name=m)
     return out
 
 
@@ -78,9 +77,7 @@ def build_policy_views(
             options = entry.parse_options(shared, kind="proxy", field_path=f"modality_options.{m}")
         except ComponentOptionsError as exc:
             raise ConfigError(str(exc)) from None
-        view = entry.factory(options, sampling=cfg.sampling)
-        view.registered_name = proxy
-        views[m] = view
+        views[m] = entry.factory(options, sampling=cfg.sampling, name=proxy)
     return views
 
 
@@ -134,7 +131,7 @@ def build_system(
         # the fusion is told the encoders' feature sizes (a builder of the original contract is not)
         fusion = build_fusion(components.fusions, cfg.fusion.name, cfg.fusion.options, field_path="fusion.options",
                               modalities=list(cfg.modalities), num_classes=num_classes,
-                              feature_dims={m: getattr(recognizers[m], "feature_dim", None) for m in cfg.modalities},
+                              feature_dims={m: feature_dim(recognizers[m]) for m in cfg.modalities},
                               segment_shapes={m: tuple(modalities[m].segment_shape()) for m in cfg.modalities})
     except RegistryError as exc:
         raise ConfigError(f"fusion.name: {exc}") from None
@@ -147,4 +144,5 @@ def build_system(
         empty_video=cfg.policy.empty_video,
         threshold=cfg.policy.threshold,
         initial_temperature=cfg.policy.initial_temperature,
+        fusion_name=cfg.fusion.name,
     )

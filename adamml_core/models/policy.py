@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from adamml_core.models.networks import feature_dim
+
 
 class PolicyHead(nn.Module):
     """MLP + LSTM cell over segments + one 2-way head per modality: features ``[B, C, F] -> logits [B, C, M, 2]``."""
@@ -54,7 +56,7 @@ class PolicyNetwork(nn.Module):
             raise ValueError(f"policy branches missing for {missing}")
         self.modalities = list(modalities)
         self.branches = nn.ModuleDict({m: branches[m] for m in self.modalities})
-        dims = [int(getattr(branches[m], "feature_dim", 0)) for m in self.modalities]
+        dims = [int(feature_dim(branches[m]) or 0) for m in self.modalities]
         if not all(dims):
             raise ValueError("every policy branch must be a feature extractor with a feature_dim attribute")
         self.feature_dim = sum(dims)

@@ -35,6 +35,7 @@ from torch import nn
 
 from adamml_core.models import fusion_contract as contract
 from adamml_core.models.gumbel import SELECT, deterministic_decisions, gumbel_hard, select_probability
+from adamml_core.models.networks import feature_dim, has_encoder_head
 from adamml_core.models.policy import PolicyNetwork
 
 FusedAverage = Literal["segments", "selected"]
@@ -65,6 +66,7 @@ class AdaMML(nn.Module):
         threshold: float | None = None,
         initial_temperature: float = 5.0,
         empty_video: EmptyVideo = "best_item",
+        fusion_name: str | None = None,  # the fusion's registered name (default: its class name)
     ):
         super().__init__()
         missing = [m for m in modalities if m not in recognizers]
@@ -77,9 +79,9 @@ class AdaMML(nn.Module):
         self.policy = policy
         self.recognizers = nn.ModuleDict({m: recognizers[m] for m in self.modalities})
         self.fusion = fusion
-        # told to the fusion builder and to the cost model; None for a logits-only network
-        self.feature_dims = {m: getattr(recognizers[m], "feature_dim", None) for m in self.modalities}
-        contract.bind_fusion(fusion, [recognizers[m] for m in self.modalities])
+        self.fusion_name = fusion_name or type(fusion).__name__
+        self.feature_dims = {m: feature_dim(recognizers[m]) for m in self.modalities}  # None: logits only
+        contract.bind_fusion(fusion, [recognizers[m] for m in self.modalities], self.fusion_name)
         self.fused_average: FusedAverage = fused_average
         self.threshold = threshold
         self.empty_video: EmptyVideo = empty_video
@@ -121,7 +123,7 @@ class AdaMML(nn.Module):
     def fuse(self, segment_logits: torch.Tensor | None, mask: torch.Tensor,
              features: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Per-segment logits ``[B, C, M, K]`` (and features ``[B, C, D_m]`` per modality) + mask -> ``[B, K]``."""
-        fused = contract.call_fusion(self.fusion, segment_logits, mask, features)  # [B, C, K]
+        fused = contract.call_fusion(self.fusion, segment_logits, mask, features, self.fusion_name)  # [B, C, K]
         if self.fused_average == "segments":
             return fused.mean(dim=1)
         active = (mask.detach().sum(dim=2) > 0).to(fused.dtype)  # [B, C]
@@ -183,7 +185,7 @@ class AdaMML(nn.Module):
         Training mode samples hard Gumbel-Softmax decisions at the current
         temperature (straight-through); eval mode uses :meth:`decide`'s rule.
         """
-        contract.refuse_adaptive(self.fusion)
+        contract.refuse_adaptive(self.fusion, self.fusion_name)
         policy_logits = self.policy_logits(policy_inputs)
         if self.training:
             decisions = gumbel_hard(policy_logits, self.temperature)[..., SELECT]
@@ -211,7 +213,7 @@ class AdaMML(nn.Module):
         with no selected item may be left out. ``chunk_size`` bounds the batch fed
         to a recognition net at once. Unselected items' logits and features are zeros.
         """
-        contract.refuse_adaptive(self.fusion)
+        contract.refuse_adaptive(self.fusion, self.fusion_name)
         b, c, m_count = decisions.shape
         _check_selected(items, decisions, self.modalities, batch_size, num_segments)
         selected = decisions.detach() > 0
@@ -293,7 +295,7 @@ def _complete_features(system: AdaMML, features: list[torch.Tensor | None], batc
     """Zero features for the modalities that selected nothing (None when the fusion takes no features)."""
     if not contract.uses_features(system.fusion):
         return None
-    dims = contract.required_feature_dims(system.feature_dims, system.modalities, contract.fusion_name(system.fusion))
+    dims = contract.required_feature_dims(system.feature_dims, system.modalities, system.fusion_name)
     return [f.to(dtype) if f is not None else decisions.new_zeros(*batch, d, dtype=dtype) for f, d in zip(features, dims)]
 
 
@@ -307,7 +309,7 @@ def _joint_features(system: AdaMML, inputs: dict[str, torch.Tensor]) -> list[tor
 
 def _encoder_and_head(system: AdaMML, modality: str) -> nn.Module:
     net = system.recognizers[modality]
-    if not callable(getattr(net, "encode", None)) or not callable(getattr(net, "head", None)):
-        raise ValueError(f"fusion '{contract.fusion_name(system.fusion)}' fuses features, but the '{modality}' "
+    if not has_encoder_head(net):
+        raise ValueError(f"fusion '{system.fusion_name}' fuses features, but the '{modality}' "
                          "recognition network has no encode()/head() split")
     return net

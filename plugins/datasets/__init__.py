@@ -7,7 +7,7 @@ Registered through the ``adamml`` entry point like any third-party dataset; the
 
 from __future__ import annotations
 
-from adamml_core import hookimpl
+from adamml_core.api import hookimpl
 
 from adamml_plugins.datasets.activitynet import ActivityNet
 from adamml_plugins.datasets.fcvid import FCVID

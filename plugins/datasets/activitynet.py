@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from adamml_core.datasets import Split, VideoRecord
+from adamml_core.api import Split, VideoRecord
 
 from adamml_plugins.datasets.common import (
     AnnotationError,

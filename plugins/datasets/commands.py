@@ -34,7 +34,7 @@ def make_split_command(
     json_output: bool = typer.Option(False, "--json", help="print one JSON document"),
 ) -> None:
     """Draw a Mini-Sports1M split (30 train + 10 test videos per class) from a Sports-1M partition."""
-    from adamml_core.config import ConfigError
+    from adamml_core.api import ConfigError
 
     from adamml_plugins.datasets.mini_sports1m import make_split
 

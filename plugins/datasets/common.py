@@ -12,8 +12,7 @@ from typing import Any, ClassVar, Iterable, Iterator, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from adamml_core.config import ConfigError
-from adamml_core.datasets import DatasetOptions, VideoDataset
+from adamml_core.api import ConfigError, DatasetOptions, VideoDataset
 
 from adamml_plugins.datasets.locate import VideoLocator, check_patterns
 

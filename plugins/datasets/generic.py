@@ -9,8 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
-from adamml_core.media.formats import find_videos
+from adamml_core.api import DatasetOptions, Split, VideoDataset, VideoRecord, find_videos
 
 from adamml_plugins.datasets.common import (
     AnnotationError,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from adamml_core.datasets import VideoRecord
+from adamml_core.api import VideoRecord, open_media
 
 
 @dataclass
@@ -42,8 +42,6 @@ class LengthReport:
 
 def probe_duration(path: Path) -> float | None:
     """The length in seconds of the video at ``path`` as the media sources read it; None when it cannot be opened."""
-    from adamml_core.media.open import open_media  # here: listing datasets must not pay for FFmpeg
-
     if not Path(path).exists():
         return None
     try:

@@ -13,7 +13,7 @@ import string
 from pathlib import Path
 from typing import Any, Iterable
 
-from adamml_core.media.formats import VIDEO_EXTENSIONS
+from adamml_core.api import VIDEO_EXTENSIONS
 
 
 def normalise_extensions(extensions: Iterable[str]) -> list[str]:

@@ -14,8 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, PositiveFloat, field_validator
 
-from adamml_core.atomic import atomic_writer
-from adamml_core.datasets import Split, VideoRecord
+from adamml_core.api import Split, VideoRecord, atomic_writer
 
 from adamml_plugins.datasets.common import (
     AnnotationError,

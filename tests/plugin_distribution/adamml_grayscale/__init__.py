@@ -10,9 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from adamml_core import hookimpl
-from adamml_core.datasets import DatasetOptions, VideoDataset, VideoRecord
-from adamml_core.modality import Modality
+from adamml_core.api import DatasetOptions, Fusion, Modality, VideoDataset, VideoRecord, hookimpl
 
 
 class GrayscaleOptions(BaseModel):
@@ -99,7 +97,7 @@ def build_tiny_cnn(options: TinyCNNOptions, *, input_shape, num_classes):
     return TinyCNN(input_shape[-3], options.features, num_classes)
 
 
-class FirstModalityFusion(nn.Module):
+class FirstModalityFusion(Fusion):
     """Keeps the first selected modality's logits."""
 
     def __init__(self, options, *, modalities, num_classes):

@@ -19,10 +19,7 @@ from pathlib import Path
 import av
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from adamml_core import hookimpl
-from adamml_core.media.cache import VideoCache
-from adamml_core.media.container import ContainerSource
-from adamml_core.media.errors import MediaError
+from adamml_core.api import ContainerSource, MediaError, VideoCache, hookimpl
 
 
 class ZipMembersOptions(BaseModel):

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from adamml_core import hookimpl
-from adamml_core.modality import Modality
+from adamml_core.api import Modality, hookimpl
 
 
 class LumaThumbsOptions(BaseModel):

@@ -15,12 +15,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from adamml_core import hookimpl
-from adamml_core.datasets import DatasetOptions, VideoDataset, VideoRecord
-from adamml_core.media.cache import VideoCache
-from adamml_core.media.errors import MediaError
-from adamml_core.media.source import FrameSource
-from adamml_core.media.transforms import decode_size
+from adamml_core.api import (
+    DatasetOptions,
+    FrameSource,
+    MediaError,
+    VideoCache,
+    VideoDataset,
+    VideoRecord,
+    decode_size,
+    hookimpl,
+)
 
 DEFAULT_FPS = 25.0
 
@@ -48,7 +52,7 @@ class JpegFolderSource(FrameSource):
         cache = VideoCache.for_source(cache_dir, path, decode_short_side) if cache_dir is not None else None
         return cls(path, decode_short_side=decode_short_side, cache=cache)
 
-    def _read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
+    def read_frames(self, indices: list[int]) -> dict[int, np.ndarray]:
         out = {}
         for i in indices:
             image = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adamml_core import hookimpl
-from adamml_core.config import OptimizerConfig
-from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
-from adamml_core.losses import classification_loss, top1_correct
+from adamml_core.api import (
+    LossTermUse,
+    OptimizerConfig,
+    PassOutput,
+    PassPlan,
+    Stage,
+    StagePlan,
+    classification_loss,
+    hookimpl,
+    top1_correct,
+)
 
 
 class PenaltyOptions(BaseModel):

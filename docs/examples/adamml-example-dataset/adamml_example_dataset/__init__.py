@@ -8,9 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from adamml_core import hookimpl
-from adamml_core.config import ConfigError
-from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
+from adamml_core.api import ConfigError, DatasetOptions, Split, VideoDataset, VideoRecord, hookimpl
 
 
 class ManifestOptions(DatasetOptions):
