@@ -43,9 +43,9 @@ from adamml_core.atomic import atomic_writer
 from adamml_core.config import ConfigError
 from adamml_core.datasets import DatasetOptions, Split, VideoDataset, VideoRecord
 from adamml_core.engine.loaders import split_holdout, stream_seed
-from adamml_core.engine.optim import Optimization
-from adamml_core.engine.passes import batch_top1
-from adamml_core.engine.recipe import (
+from adamml_core.engine.train.optim import Optimization
+from adamml_core.engine.train.passes import batch_top1
+from adamml_core.engine.train.recipe import (
     LossTermUse,
     PassOutput,
     PassPlan,

@@ -10,7 +10,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from adamml_cli.bench_run import BenchmarkError, parse_selection
+from adamml_cli.benchmark.run import BenchmarkError, parse_selection
 from adamml_core.engine.decisions.random import RandomPolicy
 from engine_configs import TINY
 
@@ -119,7 +119,7 @@ class PassLog:
 
 @pytest.mark.parametrize("warmup", [None, 0])
 def test_passes_of_the_methods_are_interleaved_round_by_round(tiny_run, warmup):
-    from adamml_core.engine import bench
+    from adamml_core.engine.inference import bench
 
     exp, system, records, costs = tiny_run
     log, seen = PassLog(exp), []

@@ -38,7 +38,7 @@ def test_defaults_are_the_papers():
     assert (cfg.sampling.frames_per_segment, cfg.sampling.frame_stride) == (8, 4)
     assert cfg.train.batch_size == 72 and cfg.loss.gamma == 10
     # the built-in stages' sections are the recipe plugin's: validated (and filled in) through the registered stages
-    from adamml_core.engine.recipe import stage_options
+    from adamml_core.engine.train.recipe import stage_options
 
     components = load_plugins().components
     unimodal = stage_options(cfg, "unimodal", components)[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adamml_core.config import load_config, resolve_config
-from adamml_core.engine.recipe import stage_options
+from adamml_core.engine.train.recipe import stage_options
 from adamml_core.plugins import load_plugins
 from engine_configs import builtin_components
 

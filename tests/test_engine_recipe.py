@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from adamml_core.config import ConfigError
-from adamml_core.engine.recipe import check_recipe
+from adamml_core.engine.train.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
-from adamml_core.engine.trainer import Trainer, TrainingHalted
+from adamml_core.engine.train.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
 from plugin_dist import PLUGIN_SOURCE, adamml_command, pythonpath_env
 
@@ -121,7 +121,7 @@ def test_config_validate_reports_the_skipped_fusion_stage(tmp_path):
 
 
 def test_a_loss_term_needing_what_the_pass_does_not_give_is_a_config_error(tmp_path):
-    from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, build_loss_terms
+    from adamml_core.engine.train.recipe import LossTermUse, PassOutput, PassPlan, build_loss_terms
 
     class StatsOnly:
         provides = frozenset({"stats"})

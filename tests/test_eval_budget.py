@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from adamml_core.engine.budget import BudgetError, Calibration
+from adamml_core.engine.decisions.budget import BudgetError, Calibration
 from adamml_core.engine.checkpoint import Key, atomic_torch_save, load_checkpoint
 from adamml_core.engine.decisions.choice import choose_rule
-from adamml_core.engine.trainer import Trainer
+from adamml_core.engine.train.trainer import Trainer
 from engine_configs import builtin_components, tiny_config
 
 # policy_holdout 0: the trainer calibrates on every training video, so the train split is the
@@ -34,7 +34,7 @@ def checkpoint(data_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(checkpoint):
-    from adamml_cli.evaluate import load_checkpoint_run
+    from adamml_cli.eval.command import load_checkpoint_run
 
     return load_checkpoint_run(checkpoint, "val", torch.device("cpu"))
 
@@ -42,7 +42,7 @@ def loaded(checkpoint):
 @pytest.fixture(scope="module")
 def counted(loaded):
     """The cost model, counted once for the in-process evaluations (each CLI call counts its own)."""
-    from adamml_core.engine.evaluator import segment_costs
+    from adamml_core.engine.inference.evaluator import segment_costs
 
     return segment_costs(loaded.system, loaded.exp)
 
@@ -54,7 +54,7 @@ def _run(*args):
 
 
 def _middle_budget(cal: Calibration) -> float:
-    from adamml_core.engine.budget import budget_range
+    from adamml_core.engine.decisions.budget import budget_range
 
     low, high = budget_range(cal)
     return low + 0.55 * (high - low)
@@ -103,9 +103,9 @@ def test_decision_rule_precedence_and_a_budget_below_the_minimum(loaded):
 
 
 def test_eval_budget_gflops_meets_the_budget_and_writes_the_class_report(checkpoint, loaded, counted, tmp_path):
-    from adamml_cli.evaluate import budget_check
-    from adamml_core.engine.evaluator import Evaluator
-    from adamml_core.engine.operating_point import calibration_records
+    from adamml_cli.eval.command import budget_check
+    from adamml_core.engine.inference.evaluator import Evaluator
+    from adamml_core.engine.decisions.operating_point import calibration_records
 
     exp, system = loaded.exp, loaded.system
     cal = Calibration.from_state(loaded.calibration)
@@ -144,8 +144,8 @@ def test_eval_budget_gflops_meets_the_budget_and_writes_the_class_report(checkpo
 
 
 def test_sweep_rises_with_the_budget_meets_each_and_matches_eval(checkpoint, loaded, counted, tmp_path):
-    from adamml_cli.sweep_plot import SIZE, read_sweep
-    from adamml_core.engine.evaluator import Evaluator
+    from adamml_cli.eval.sweep_plot import SIZE, read_sweep
+    from adamml_core.engine.inference.evaluator import Evaluator
 
     exp, system = loaded.exp, loaded.system
     out = _run("eval", checkpoint, "--sweep", "--points", 5, "--split", "train", "--out", tmp_path / "sw", "--json")
@@ -166,7 +166,7 @@ def test_sweep_rises_with_the_budget_meets_each_and_matches_eval(checkpoint, loa
 
     # one shared pass gives what the evaluator gives for the same thresholds
     middle = curve[2]
-    from adamml_core.engine.operating_point import calibration_records
+    from adamml_core.engine.decisions.operating_point import calibration_records
 
     direct = Evaluator(exp, batch_size=8, costs=counted).evaluate(system, calibration_records(exp), mode="adaptive",
                                                    threshold=middle["thresholds"])
@@ -178,7 +178,7 @@ def test_sweep_rises_with_the_budget_meets_each_and_matches_eval(checkpoint, loa
 def test_class_rows_score_single_label_by_accuracy_and_multi_label_by_ap():
     from types import SimpleNamespace
 
-    from adamml_cli.eval_report import class_rows, sort_modality, sorted_rows
+    from adamml_cli.eval.report import class_rows, sort_modality, sorted_rows
 
     costs = SimpleNamespace(per_video=lambda d: d.sum(dim=(1, 2)).double())  # 1 GFLOP per selected item
     decisions = torch.tensor([[[1.0, 0.0], [1.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 0.0]]])

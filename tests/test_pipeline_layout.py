@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from adamml_core.engine.decisions.rules import policy_rule
-from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
-from adamml_core.engine.pipeline_fast import FastPath, fast_system
+from adamml_core.engine.inference.pipeline.runner import InferencePipeline, PipelineOptions
+from adamml_core.engine.inference.pipeline.fast import FastPath, fast_system
 
 LOGITS_TOLERANCE = 1e-4
 

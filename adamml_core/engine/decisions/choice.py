@@ -4,11 +4,11 @@
 :func:`choose_rule`, so that they agree. Precedence, first given wins:
 
 1. ``budget_gflops``: per-modality thresholds chosen so that the mean GFLOPs per video on the
-   calibration videos is at most the budget (:mod:`adamml_core.engine.budget`). The
+   calibration videos is at most the budget (:mod:`adamml_core.engine.decisions.budget`). The
    calibration comes from the checkpoint (written when the trainer calibrated) or, for a
    checkpoint without one (older, or ``decision_rule: argmax``), is computed on the same
    training videos the trainer would have used, and a one-line notice says so
-   (:func:`adamml_core.engine.operating_point.calibration_for`);
+   (:func:`adamml_core.engine.decisions.operating_point.calibration_for`);
 2. ``threshold``: one probability threshold for every modality;
 3. ``argmax``: the argmax decisions, even when the checkpoint holds calibrated thresholds;
 4. the rate-matched thresholds stored in the checkpoint (``train.decision_rule: rate_matched``);
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from adamml_core.engine.budget import BudgetError, spend_spread, thresholds_for_budget
+from adamml_core.engine.decisions.budget import BudgetError, spend_spread, thresholds_for_budget
 from adamml_core.engine.decisions.rules import Threshold
 from adamml_core.engine.distributed import DistContext
-from adamml_core.engine.operating_point import calibration_for, notice_to_stderr
+from adamml_core.engine.decisions.operating_point import calibration_for, notice_to_stderr
 
 __all__ = ["BudgetError", "choose_rule"]
 

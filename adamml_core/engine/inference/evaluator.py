@@ -2,7 +2,7 @@
 
 Shared by ``adamml eval``, the trainer's validation, ``adamml compare`` and the demo's baselines;
 :func:`evaluate` is the short form for one system scored once. Every mode is one pass of the
-evaluation loop (:mod:`adamml_core.engine.eval_loop`):
+evaluation loop (:mod:`adamml_core.engine.inference.eval_loop`):
 
 ``adaptive``: load only the policy inputs, let the policy decide (deterministic: argmax,
 or ``P(select) >= threshold``), then decode and run ONLY the selected (video, segment,
@@ -29,12 +29,12 @@ import torch
 from adamml_core.cost_model import CostModel
 from adamml_core.engine.decisions.rules import policy_rule
 from adamml_core.engine.distributed import DistContext
-from adamml_core.engine.eval_loop import PassClock, evaluation_context, mode_batches, mode_dataset
+from adamml_core.engine.inference.eval_loop import PassClock, evaluation_context, mode_batches, mode_dataset
 from adamml_core.engine.failures import tally_dataset
 from adamml_core.engine.loaders import to_device
-from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
-from adamml_core.engine.pipeline import PipelineOptions
-from adamml_core.engine.pipeline_fast import FastPath
+from adamml_core.engine.inference.metrics import ClassificationMeter, SelectionMeter
+from adamml_core.engine.inference.pipeline.runner import PipelineOptions
+from adamml_core.engine.inference.pipeline.fast import FastPath
 from adamml_core.engine.progress import NullProgress
 
 

@@ -1,10 +1,10 @@
 """``adamml compare CONFIG --methods adamml,random,weighted,...,unimodal [overrides] [--from RUN_DIR] [--out DIR]``.
 
 Trains what has no finished checkpoint yet (the unimodal stage once, shared by every method;
-see :mod:`adamml_cli.compare_plan`), evaluates every method on the same validation videos in
+see :mod:`adamml_cli.compare.plan`), evaluates every method on the same validation videos in
 one run with the engine's evaluator, and reports one table (score, counted GFLOPs per video,
 measured videos/s, selection per modality for the adaptive methods) as text, CSV, JSON and a
-score-vs-GFLOPs PNG (:mod:`adamml_cli.compare_report`). Each method's result is written as soon
+score-vs-GFLOPs PNG (:mod:`adamml_cli.compare.report`). Each method's result is written as soon
 as it is done; a compare run again into the same folder skips finished methods and says so.
 """
 
@@ -37,8 +37,8 @@ def compare(
     json_output: bool = typer.Option(False, "--json", help="print one JSON document (compare.json)"),
 ) -> None:
     """Compare AdaMML with the fusion baselines, the random policy and each modality alone: one table, CSV, JSON, PNG."""
-    from adamml_cli.compare_plan import ComparePlan, known_methods, parse_methods
-    from adamml_cli.compare_report import print_report, write_outputs
+    from adamml_cli.compare.plan import ComparePlan, known_methods, parse_methods
+    from adamml_cli.compare.report import print_report, write_outputs
     from adamml_cli.config import load_resolved_with_components
     from adamml_cli.train import engine_errors
 
@@ -84,7 +84,7 @@ class Evaluation:
 def run_methods(plan: Any, names: list[str], say: Callable[[str], None]) -> dict[str, Any]:
     """Each method's result (read back when an earlier compare finished it); the training videos preloaded."""
     from adamml_core.config import ConfigError
-    from adamml_core.engine.evaluator import EvaluationError
+    from adamml_core.engine.inference.evaluator import EvaluationError
     from adamml_core.media.memory import clear as forget_preloaded
 
     evaluation, exp = evaluation_settings(plan)
@@ -146,7 +146,7 @@ def evaluation_settings(plan: Any) -> tuple[Evaluation, Any]:
 
 def random_supported() -> bool:
     """The evaluator's ``random`` mode (decisions drawn at given per-modality rates) is there."""
-    from adamml_core.engine.evaluator import Evaluator
+    from adamml_core.engine.inference.evaluator import Evaluator
 
     return "rates" in inspect.signature(Evaluator.evaluate).parameters
 
@@ -159,7 +159,7 @@ def unavailable(name: str) -> str | None:
 
 def run_key(name: str) -> str:
     """The run folder whose model a method scores."""
-    from adamml_cli.compare_plan import UNIMODAL
+    from adamml_cli.compare.plan import UNIMODAL
 
     return UNIMODAL if name == UNIMODAL else ("adamml" if name in ("adamml", "random") else name)
 
@@ -183,7 +183,7 @@ def method_modes(name: str, run: Any, results: dict[str, Any]) -> list[tuple[str
 def evaluate_method(plan: Any, name: str, evaluation: Evaluation, results: dict[str, Any]) -> dict[str, Any]:
     """Train the method's model if needed, then score it on the shared videos: ``{"method", "rows", ...}``."""
     from adamml_core.engine.distributed import DistContext
-    from adamml_core.engine.evaluator import Evaluator
+    from adamml_core.engine.inference.evaluator import Evaluator
     from adamml_core.engine.progress import training_progress
     from adamml_core.engine.run_loading import load_run
 

@@ -1,7 +1,7 @@
 """``adamml predict VIDEO|DIR... --checkpoint CKPT [--budget-gflops G | --threshold T] [--top-k 5] [--json]``.
 
 Runs a trained checkpoint on your own video files through the same lazy pipeline as
-``adamml eval`` (adamml_core/engine/inference.py). Results stream out per video, in input
+``adamml eval`` (adamml_core/engine/inference/predict.py). Results stream out per video, in input
 order: one JSON line each with ``--json``, else a progress bar and one block per video.
 
 Exit code: 0 when at least one video was predicted (the others carry their error in the
@@ -85,7 +85,7 @@ def finish(read: int, total: int, quiet: bool) -> None:
 def predictor_errors() -> Iterator[None]:
     """Checkpoint, evaluation and budget errors as one line, exit 2 (like the other user errors)."""
     from adamml_cli.train import engine_errors
-    from adamml_core.engine.budget import BudgetError
+    from adamml_core.engine.decisions.budget import BudgetError
 
     with engine_errors():
         try:
@@ -119,8 +119,8 @@ def load_predictor(checkpoint: Path, *, budget_gflops: float | None, threshold: 
     from adamml_core.config import ConfigError
     from adamml_core.engine.decisions.choice import choose_rule
     from adamml_core.engine.distributed import DistContext, pick_device
-    from adamml_core.engine.inference import Predictor
-    from adamml_core.engine.pipeline import PipelineOptions
+    from adamml_core.engine.inference.predict import Predictor
+    from adamml_core.engine.inference.pipeline.runner import PipelineOptions
     from adamml_core.engine.run_loading import load_run
 
     if budget_gflops is not None and threshold is not None:

@@ -52,7 +52,7 @@ def parse_methods(text: str, components: Any) -> list[str]:
 def derived_config(base: dict[str, Any], components: Any, *, fusion: str | None, stages: tuple[str, ...],
                    output_dir: Path, weights_loaded: bool = False) -> tuple[Any, list[str]]:
     """(resolved config of one run, the recipe's notes): ``base`` with another fusion, recipe and run folder."""
-    from adamml_core.engine.recipe import check_recipe
+    from adamml_core.engine.train.recipe import check_recipe
 
     data = copy.deepcopy(base)
     if fusion is not None and fusion != data["fusion"]["name"]:
@@ -218,7 +218,7 @@ class ComparePlan:
         return last
 
     def _train(self, key: str, cfg: Any, resume: Path | None, init: Path | None) -> None:
-        from adamml_core.engine.trainer import Trainer
+        from adamml_core.engine.train.trainer import Trainer
 
         origin = f"continuing from {resume}" if resume else (f"from the networks of {init}" if init else "from scratch")
         self.say(f"{key}: training {', '.join(cfg.train.stages)} ({origin})")

@@ -1,9 +1,9 @@
 """``adamml explain VIDEO|DIR... --checkpoint CKPT --out FILE.png | DIR [--budget-gflops G | --threshold T]``.
 
-The supplementary's Fig. 1 for your videos (cli/explain_figure.py draws it): one column per
+The supplementary's Fig. 1 for your videos (cli/predict/explain_figure.py draws it): one column per
 segment, a row per modality with what that modality shows of the segment (a frame, the
 spectrogram piece, optical flow only where the policy selected flow, see
-``adamml_core.engine.inference.display_views``), a green border where the policy selected it
+``adamml_core.engine.inference.predict.display_views``), a green border where the policy selected it
 and P(select) under it; underneath, the top-5 predictions and the GFLOPs spent.
 
 One video and ``--out FILE.png``: that figure. Several videos or a folder: ``DIR/<stem>.png``
@@ -21,7 +21,7 @@ from rich.markup import escape
 
 from adamml_cli.output import console, emit_json, user_errors
 from adamml_core.media.source import format_notes
-from adamml_cli.predict import (ARGMAX, BATCH, BUDGET, CHECKPOINT, DEVICE, THRESHOLD, VIDEOS, WORKERS, collect_videos,
+from adamml_cli.predict.command import (ARGMAX, BATCH, BUDGET, CHECKPOINT, DEVICE, THRESHOLD, VIDEOS, WORKERS, collect_videos,
                                 finish, predictor_errors, result_progress, start_predictor)
 
 
@@ -42,7 +42,7 @@ def explain_command(
     json_output: bool = typer.Option(False, "--json", help="print the written paths and each video's summary as one JSON document"),
 ) -> None:
     """Draw which modalities the policy chose on each segment of your videos (PNG, and an HTML page for several)."""
-    from adamml_cli.explain_figure import selection_summary, write_index_html
+    from adamml_cli.predict.explain_figure import selection_summary, write_index_html
 
     with user_errors(), predictor_errors():
         paths = collect_videos(videos)
@@ -110,8 +110,8 @@ class FigureNames:
 
 def explain_one(exp: Any, result: Any, target: Path) -> dict[str, Any]:
     """Draw one video's figure to ``target``; its JSON summary (with ``figure``, or ``error``)."""
-    from adamml_cli.explain_figure import draw_explanation
-    from adamml_core.engine.inference import display_views
+    from adamml_cli.predict.explain_figure import draw_explanation
+    from adamml_core.engine.inference.predict import display_views
     from adamml_core.media.errors import MediaError
 
     doc = result.as_json()

@@ -1,6 +1,6 @@
 """A trained system on video files that are in no dataset: ``adamml predict`` and ``adamml explain``.
 
-The videos go through the SAME lazy pipeline as evaluation (:mod:`adamml_core.engine.pipeline`):
+The videos go through the SAME lazy pipeline as evaluation (:mod:`adamml_core.engine.inference.pipeline.runner`):
 policy inputs of every segment -> the decision rule -> only the selected (segment, modality)
 items decoded and recognised -> fusion. Records are built for arbitrary paths with no label.
 
@@ -40,8 +40,8 @@ import torch
 from adamml_core.cost_model import CostModel
 from adamml_core.datasets import VideoRecord
 from adamml_core.engine.decisions.rules import policy_rule
-from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
-from adamml_core.engine.pipeline_pool import PipelineError
+from adamml_core.engine.inference.pipeline.runner import InferencePipeline, PipelineOptions
+from adamml_core.engine.inference.pipeline.pool import PipelineError
 
 __all__ = ["Predictor", "VideoPrediction", "display_views", "video_records"]
 

@@ -1,7 +1,7 @@
 """``adamml benchmark run CONFIG``: videos/s, GFLOPs and the time split of AdaMML against its baselines.
 
 Every method runs in one process on the same videos through the same pipeline
-(:mod:`adamml_core.engine.pipeline`). Without ``--checkpoint`` the config's system is built
+(:mod:`adamml_core.engine.inference.pipeline.runner`). Without ``--checkpoint`` the config's system is built
 with random weights and the decisions are drawn at the requested rates from a fixed seed
 (the policy still runs, so its cost is timed): a user can time the paper-sized networks
 without training them.
@@ -54,7 +54,7 @@ def source_videos(source: Path, limit: int | None) -> list[Path]:
 
 def generate_videos(folder: Path, count: int, seconds: float) -> list[Path]:
     """``count`` clips (340x256, 25 fps, with audio) written by the media benchmark's writer."""
-    from adamml_cli.benchmark import write_clip
+    from adamml_cli.benchmark.command import write_clip
 
     first = write_clip(folder / "clip000.mp4", seconds=seconds)
     paths = [first]
@@ -113,10 +113,10 @@ def run_command(
     """Videos/s (median of K, min, max), GFLOPs per video, time split and peak memory per method; speed-up of adaptive over all."""
     import torch
 
-    from adamml_core.engine.bench import BenchSettings, benchmark_records, run_benchmark
+    from adamml_core.engine.inference.bench import BenchSettings, benchmark_records, run_benchmark
     from adamml_core.engine.distributed import pick_device
-    from adamml_core.engine.evaluator import segment_costs
-    from adamml_core.engine.pipeline_fast import FastPath
+    from adamml_core.engine.inference.evaluator import segment_costs
+    from adamml_core.engine.inference.pipeline.fast import FastPath
 
     from adamml_cli.train import engine_errors
 
@@ -150,7 +150,7 @@ def run_command(
 
 def _methods(methods: str, names: list[str]) -> list[str]:
     """The comma-separated methods, each checked (an unknown one names the allowed ones)."""
-    from adamml_core.engine.evaluator import parse_mode
+    from adamml_core.engine.inference.evaluator import parse_mode
 
     listed = [m.strip() for m in methods.split(",") if m.strip()]
     for m in listed:
@@ -159,7 +159,7 @@ def _methods(methods: str, names: list[str]) -> list[str]:
 
 
 def _pipeline_options(batch_size: int, workers: int, keep: str, device, fast):
-    from adamml_core.engine.pipeline import PipelineOptions
+    from adamml_core.engine.inference.pipeline.runner import PipelineOptions
 
     return PipelineOptions(batch_size=batch_size, workers=workers, keep=keep, device=device, sync_timing=True, fast=fast)
 

@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 import torch
 
-from adamml_core.engine.eval_loop import PassClock, evaluation_context, mode_batches, mode_dataset
-from adamml_core.engine.pipeline import PipelineOptions
+from adamml_core.engine.inference.eval_loop import PassClock, evaluation_context, mode_batches, mode_dataset
+from adamml_core.engine.inference.pipeline.runner import PipelineOptions
 
 
 @dataclass
@@ -134,7 +134,7 @@ def measure_all(system: Any, exp: Any, records: list, decide: Callable, settings
     Interleaved rather than K passes of one method then K of the next, so that a change of load on a
     shared machine (other jobs starting or ending) hits every method alike, and the ratios hold.
     """
-    from adamml_core.engine.evaluator import parse_mode
+    from adamml_core.engine.inference.evaluator import parse_mode
 
     names = list(system.modalities)
     kinds = {m: parse_mode(m, names) for m in settings.methods}

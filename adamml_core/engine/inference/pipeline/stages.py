@@ -1,6 +1,6 @@
 """The main-process half of the adaptive pipeline: what to ask the workers, and how to put the replies together.
 
-Kept apart from the loop (:mod:`adamml_core.engine.pipeline`) so that each piece stays
+Kept apart from the loop (:mod:`adamml_core.engine.inference.pipeline.runner`) so that each piece stays
 small. Failures are counted here, once, in the main process's dataset.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterator
 import torch
 
 from adamml_core.engine.loaders import to_device
-from adamml_core.engine.pipeline_fast import compute_context
-from adamml_core.engine.pipeline_pool import media_error
+from adamml_core.engine.inference.pipeline.fast import compute_context
+from adamml_core.engine.inference.pipeline.pool import media_error
 
 
 @dataclass
@@ -27,7 +27,7 @@ class BatchOutput:
     valid: torch.Tensor
     logits: torch.Tensor
     decisions: torch.Tensor  # [B, C, M] float, CPU
-    seconds: dict[str, float]  # time by part, see adamml_core.engine.bench
+    seconds: dict[str, float]  # time by part, see adamml_core.engine.inference.bench
     notes: dict[int, dict[str, int]] = field(default_factory=dict)  # index -> what its source substituted
     probs: torch.Tensor | None = None  # [B, C, M] float, CPU: the P(select) the rule decided from (adaptive only)
 

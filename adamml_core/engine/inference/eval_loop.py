@@ -1,7 +1,7 @@
 """The one loop over a dataset at inference: the evaluator's modes, the benchmark's timed passes, the
-calibration's probabilities and the sweep's masked pass (:mod:`adamml_core.engine.masked_pass`).
+calibration's probabilities and the sweep's masked pass (:mod:`adamml_core.engine.inference.masked_pass`).
 
-Every pass reads its videos through the inference pipeline (:mod:`adamml_core.engine.pipeline`),
+Every pass reads its videos through the inference pipeline (:mod:`adamml_core.engine.inference.pipeline.runner`),
 in the order given, in batches, with the dataset's ``on_error`` applied (and counted) in this process:
 
 - ``adaptive`` / ``random``: the lazy path (policy inputs, a decision rule, only the selected items),
@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from adamml_core.engine.pipeline import PipelineOptions
-from adamml_core.engine.pipeline_stages import BatchOutput
+from adamml_core.engine.inference.pipeline.runner import PipelineOptions
+from adamml_core.engine.inference.pipeline.stages import BatchOutput
 
 __all__ = ["PassClock", "calibrate", "evaluation_context", "mode_batches", "mode_dataset", "selection_probabilities",
            "whole_outputs"]
@@ -46,7 +46,7 @@ class PassClock:
 
     ``wall``: seconds of the pass; ``cpu``: CPU seconds of this process and of the pass's workers
     (joined by the end), which hardly change with the load other jobs put on a shared machine;
-    ``parts``: the batches' seconds by part (see :mod:`adamml_core.engine.bench`), summed.
+    ``parts``: the batches' seconds by part (see :mod:`adamml_core.engine.inference.bench`), summed.
     """
 
     def __init__(self) -> None:
@@ -115,7 +115,7 @@ def mode_batches(system: Any, dataset: Any, kind: str, only: str | None = None, 
     (logits, decisions)`` run instead of the lazy path (``evaluator.adaptive_batch``). ``all`` and
     ``unimodal`` run the system under ``options.fast`` (its layout, compiled networks).
     """
-    from adamml_core.engine import pipeline
+    from adamml_core.engine.inference.pipeline import runner as pipeline
 
     order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     if kind == "random" or (kind == "adaptive" and adaptive is None):
@@ -139,7 +139,7 @@ def mode_batches(system: Any, dataset: Any, kind: str, only: str | None = None, 
 def whole_outputs(dataset: Any, step: Callable[[dict[str, Any]], Any], *, options: PipelineOptions,
                   indices: Sequence[int] | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
     """``(batch, step(batch))`` of every batch of whole samples of ``dataset`` (any ``load``), in order."""
-    from adamml_core.engine.pipeline import InferencePipeline
+    from adamml_core.engine.inference.pipeline.runner import InferencePipeline
 
     for batch, result, _ in InferencePipeline(dataset, options, indices=indices).whole(step):
         yield batch, result
@@ -168,7 +168,7 @@ def selection_probabilities(system: torch.nn.Module, exp: Any, records: list, *,
 def calibrate(system: torch.nn.Module, exp: Any, records: list, *, batch_size: int, workers: int,
               ctx: Any = None) -> tuple[dict[str, float], torch.Tensor]:
     """(rate-matched thresholds, the probabilities ``[N, C, M]`` they come from) on ``records``."""
-    from adamml_core.engine.calibration import rate_matched_thresholds
+    from adamml_core.engine.decisions.calibration import rate_matched_thresholds
 
     probs = selection_probabilities(system, exp, records, batch_size=batch_size, workers=workers, ctx=ctx)
     return rate_matched_thresholds(probs, list(system.modalities)), probs

@@ -15,7 +15,7 @@ from typing import Any
 
 from adamml_core.config import config_to_dict
 from adamml_core.engine.checkpoint import FORMAT_VERSION, Key, capture_rng_state, restore_rng_state
-from adamml_core.engine.passes import RunningMeans
+from adamml_core.engine.train.passes import RunningMeans
 
 
 @dataclass

@@ -39,7 +39,7 @@ def evaluate_command(
     """
     from adamml_cli.train import engine_errors
     from adamml_core.engine.distributed import setup
-    from adamml_core.engine.evaluator import Evaluator, parse_mode
+    from adamml_core.engine.inference.evaluator import Evaluator, parse_mode
 
     with user_errors(), engine_errors(), budget_errors():
         if sweep and (budget_gflops is not None or threshold is not None or report is not None):
@@ -67,7 +67,7 @@ def evaluate_command(
         if "budget" in r:
             console.print(budget_line(r["budget"]), highlight=False)
     if "report" in doc:
-        from adamml_cli.eval_report import report_table
+        from adamml_cli.eval.report import report_table
 
         rep = doc["report"]
         console.print(report_table(rep["classes"], rep["modalities"], exp.metric,
@@ -78,7 +78,7 @@ def evaluate_command(
 def _evaluate(run, evaluator, checkpoint, split, modes, budget_gflops, threshold, argmax, report,
               rates=None) -> dict[str, Any]:
     from adamml_core.engine.decisions.choice import choose_rule
-    from adamml_core.engine.operating_point import stored_calibration
+    from adamml_core.engine.decisions.operating_point import stored_calibration
 
     exp, system = run.exp, run.system
     # the evaluator counts the costs once for every mode; a budget needs them first only to compute a calibration
@@ -106,7 +106,7 @@ def _evaluate(run, evaluator, checkpoint, split, modes, budget_gflops, threshold
 
 def budget_check(info: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """What ``--budget-gflops`` promised (on the calibration videos) against what the evaluated videos spent."""
-    from adamml_cli.eval_sweep import over_budget_tolerance
+    from adamml_cli.eval.sweep import over_budget_tolerance
 
     measured = float(result["gflops_per_video"])
     tolerance = over_budget_tolerance(info["calibration_spread_gflops"], int(result["videos"]))
@@ -125,7 +125,7 @@ def budget_line(check: dict[str, Any]) -> str:
 
 
 def _report(out_dir: Path, outputs, exp, system, costs, checkpoint, split, info) -> dict[str, Any]:
-    from adamml_cli.eval_report import class_rows, sort_modality, sorted_rows, write_report
+    from adamml_cli.eval.report import class_rows, sort_modality, sorted_rows, write_report
 
     names = list(system.modalities)
     rows = class_rows(outputs, exp.dataset.class_names(), names, multi_label=exp.multi_label, costs=costs,
@@ -138,7 +138,7 @@ def _report(out_dir: Path, outputs, exp, system, costs, checkpoint, split, info)
 
 
 def _sweep(run, checkpoint: Path, split: str, evaluator, points: int, out: Path | None, json_output: bool) -> None:
-    from adamml_cli.eval_sweep import run_sweep, sweep_rows
+    from adamml_cli.eval.sweep import run_sweep, sweep_rows
 
     exp = run.exp
     out_dir = out if out is not None else checkpoint.parent / f"sweep-{checkpoint.stem}"
@@ -160,7 +160,7 @@ def _notice(line: str) -> None:
 @contextlib.contextmanager
 def budget_errors() -> Iterator[None]:
     """A budget below what the model can spend, and impossible option mixes: one line, exit 2."""
-    from adamml_core.engine.budget import BudgetError
+    from adamml_core.engine.decisions.budget import BudgetError
 
     try:
         yield

@@ -1,12 +1,12 @@
 """The training loop: runs the planned stages, checkpoints, resumes exactly, logs.
 
-The stages are registered components (:mod:`adamml_core.engine.recipe`); the trainer reads
+The stages are registered components (:mod:`adamml_core.engine.train.recipe`); the trainer reads
 their plans and never matches a stage's name. ``last.pt`` is written at every epoch end,
 at every stage end and, with ``train.checkpoint_every: N``, every N steps within a pass;
-see :mod:`adamml_core.engine.train_state` for what a resumed run restores. The pieces:
-the step loop (:mod:`~adamml_core.engine.pass_loop`), the evaluator
-(:mod:`~adamml_core.engine.evaluator`), the checkpoint state and best-model tracking
-(:mod:`~adamml_core.engine.train_state`), calibration (:mod:`~adamml_core.engine.calibration`).
+see :mod:`adamml_core.engine.train.state` for what a resumed run restores. The pieces:
+the step loop (:mod:`~adamml_core.engine.train.pass_loop`), the evaluator
+(:mod:`~adamml_core.engine.inference.evaluator`), the checkpoint state and best-model tracking
+(:mod:`~adamml_core.engine.train.state`), calibration (:mod:`~adamml_core.engine.decisions.calibration`).
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ import torch
 
 from adamml_core.config import ExperimentConfig, config_to_dict
 from adamml_core.engine import distributed
-from adamml_core.engine.eval_loop import calibrate
+from adamml_core.engine.inference.eval_loop import calibrate
 from adamml_core.engine.checkpoint import checkpoint_weights, component_origins, load_checkpoint
-from adamml_core.engine.evaluator import Evaluator
+from adamml_core.engine.inference.evaluator import Evaluator
 from adamml_core.engine.experiment import Experiment, build_experiment
 from adamml_core.engine.loaders import LoaderSpec, split_holdout, stream_seed
-from adamml_core.engine.operating_point import calibration_state
-from adamml_core.engine.optim import Optimization
-from adamml_core.engine.pass_loop import TrainingHalted, run_pass
-from adamml_core.engine.passes import RunningMeans
+from adamml_core.engine.decisions.operating_point import calibration_state
+from adamml_core.engine.train.optim import Optimization
+from adamml_core.engine.train.pass_loop import TrainingHalted, run_pass
+from adamml_core.engine.train.passes import RunningMeans
 from adamml_core.engine.progress import training_progress
-from adamml_core.engine.recipe import Stage, StagePlan, load_part_weights, part_modules, plan_stages, policy_holdout
+from adamml_core.engine.train.recipe import Stage, StagePlan, load_part_weights, part_modules, plan_stages, policy_holdout
 from adamml_core.engine.run_dir import BEST, LAST, RunDirectory
-from adamml_core.engine.temperature import next_temperature
-from adamml_core.engine.train_state import BestModel, Position, capture_state, restore_state
+from adamml_core.engine.train.temperature import next_temperature
+from adamml_core.engine.train.state import BestModel, Position, capture_state, restore_state
 
 __all__ = ["Trainer", "TrainingHalted"]
 

@@ -1,6 +1,6 @@
 """The accuracy-vs-GFLOPs curve of one model swept over budgets, as PNG and JSON, from plain data.
 
-The curve is AdaMML at each budget (thresholds from ``adamml_core.engine.budget``, evaluated
+The curve is AdaMML at each budget (thresholds from ``adamml_core.engine.decisions.budget``, evaluated
 on the validation split by the caller); the reference points are fixed-cost models (all
 modalities fused, each modality alone) so the curve reads like the paper's Fig. 4/Table 7.
 The JSON holds exactly what the PNG shows, so a figure can be redrawn or compared later.
@@ -118,7 +118,7 @@ def write_sweep(out_png: str | os.PathLike, out_json: str | os.PathLike, sweep: 
 def sweep_from_choices(choices: Sequence[Any], scores: Sequence[float], references: Sequence[ReferencePoint] = (),
                        *, evaluated_gflops: Sequence[float] | None = None, metric: str = "accuracy",
                        tolerances: Sequence[float] | None = None, meta: Mapping[str, Any] | None = None) -> Sweep:
-    """A ``Sweep`` from ``adamml_core.engine.budget.BudgetChoice``s and the score of each on the evaluation split.
+    """A ``Sweep`` from ``adamml_core.engine.decisions.budget.BudgetChoice``s and the score of each on the evaluation split.
 
     ``evaluated_gflops``: the GFLOPs measured on the evaluation split (default: the calibration figure);
     ``tolerances``: per point, how far over its budget the evaluated mean may be (default 0).

@@ -11,8 +11,8 @@ import torch
 from adamml_core.engine import distributed
 from adamml_core.engine.loaders import make_loader, to_device
 from adamml_core.engine.failures import FailureTally
-from adamml_core.engine.passes import PassStep, RunningMeans
-from adamml_core.engine.recipe import PassPlan, StageContext, StagePlan, build_loss_terms, configure_pass
+from adamml_core.engine.train.passes import PassStep, RunningMeans
+from adamml_core.engine.train.recipe import PassPlan, StageContext, StagePlan, build_loss_terms, configure_pass
 from adamml_core.engine.run_dir import LAST
 
 

@@ -32,9 +32,9 @@ import torch
 
 from adamml_core.engine.decisions.rules import Decide, Threshold, policy_rule
 from adamml_core.engine.loaders import to_device
-from adamml_core.engine.pipeline_fast import FastPath, compute_context, fast_system
-from adamml_core.engine.pipeline_pool import make_pool
-from adamml_core.engine.pipeline_stages import AdaptiveStages, BatchOutput, reply_sample
+from adamml_core.engine.inference.pipeline.fast import FastPath, compute_context, fast_system
+from adamml_core.engine.inference.pipeline.pool import make_pool
+from adamml_core.engine.inference.pipeline.stages import AdaptiveStages, BatchOutput, reply_sample
 
 __all__ = ["BatchOutput", "InferencePipeline", "PipelineOptions", "evaluation_batches"]
 

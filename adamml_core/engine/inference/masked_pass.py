@@ -2,7 +2,7 @@
 
 The policy's probabilities and every recognition network's output on a video do not depend on the
 rule, so ``adamml eval --sweep`` reads the evaluation split once (a ``load="all"`` dataset, through
-the evaluation loop, :mod:`adamml_core.engine.eval_loop`): per batch, the policy and every modality
+the evaluation loop, :mod:`adamml_core.engine.inference.eval_loop`): per batch, the policy and every modality
 on every segment; each rule's decisions (per-modality thresholds) then only mask and fuse those
 outputs. That is the masked execution path of :class:`~adamml_core.models.system.AdaMML`, which
 gives the same logits as running only the selected items (a test checks a sweep point against
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from adamml_core.engine.eval_loop import evaluation_context, whole_outputs
-from adamml_core.engine.pipeline import PipelineOptions
+from adamml_core.engine.inference.eval_loop import evaluation_context, whole_outputs
+from adamml_core.engine.inference.pipeline.runner import PipelineOptions
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _masked_step(system: Any, rules: list[dict[str, float]], device: Any):
 def masked_pass(system: Any, exp: Any, records: list, rules: list[dict[str, float]], *, device: Any, batch_size: int,
                 workers: int, amp: bool) -> PassResult:
     """Every rule (per-modality thresholds), the fusion and the unimodal networks from one read of ``records``."""
-    from adamml_core.engine.metrics import ClassificationMeter, SelectionMeter
+    from adamml_core.engine.inference.metrics import ClassificationMeter, SelectionMeter
     from adamml_core.models import fusion_contract
 
     fusion_contract.refuse_adaptive(system.fusion, system.fusion_name)

@@ -21,7 +21,7 @@ benchmark_app = typer.Typer(help="Measure the speed of parts of the pipeline on 
 
 
 def register(app: typer.Typer) -> None:
-    from adamml_cli.bench_run import register_run
+    from adamml_cli.benchmark.run import register_run
 
     register_run(benchmark_app)
     app.add_typer(benchmark_app, name="benchmark")

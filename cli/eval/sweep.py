@@ -2,7 +2,7 @@
 
 The budgets come from ``budget_grid`` on the checkpoint's calibration data (minimum to the
 all-modalities cost), the thresholds of each from ``sweep_thresholds``. They are evaluated in
-ONE pass over the split (:func:`adamml_core.engine.masked_pass.masked_pass`: every network run
+ONE pass over the split (:func:`adamml_core.engine.inference.masked_pass.masked_pass`: every network run
 once, then masked and fused per budget), which also gives the references: the fusion of all
 modalities (``--mode all``) and each network alone (``--mode unimodal:<m>``). The GFLOPs counted
 are those of the selected items, from the one cost model, exactly as the evaluator counts them.
@@ -15,15 +15,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adamml_cli.sweep_plot import ReferencePoint, Sweep, sweep_from_choices, write_sweep
+from adamml_cli.eval.sweep_plot import ReferencePoint, Sweep, sweep_from_choices, write_sweep
 
 
 def run_sweep(run: Any, records: list, *, points: int, out_dir: Path, costs: Any, device: Any, batch_size: int,
               workers: int, amp: bool, meta: dict[str, Any]) -> Sweep:
     """Choose the budgets and thresholds of ``run`` (a ``LoadedRun``), evaluate them in one pass, write the files."""
-    from adamml_core.engine.budget import budget_grid, spend_spread, sweep_thresholds
-    from adamml_core.engine.masked_pass import masked_pass
-    from adamml_core.engine.operating_point import calibration_for
+    from adamml_core.engine.decisions.budget import budget_grid, spend_spread, sweep_thresholds
+    from adamml_core.engine.inference.masked_pass import masked_pass
+    from adamml_core.engine.decisions.operating_point import calibration_for
 
     exp, system = run.exp, run.system
     cal, source = calibration_for(run, costs=costs)

@@ -146,7 +146,7 @@ def demo(
 def run_seeds(output: Path, seeds: list[int], *, data_root: Path | None, quick: bool, overrides: list[str] | None,
               progress: bool = True, say=lambda message: None) -> dict[str, Any]:
     """The demo once per training seed (same dataset), then mean and spread of every row."""
-    from adamml_cli.demo_seeds import seeds_report
+    from adamml_cli.demo.seeds import seeds_report
 
     reports = []
     for k, seed in enumerate(seeds):
@@ -157,7 +157,7 @@ def run_seeds(output: Path, seeds: list[int], *, data_root: Path | None, quick: 
 
 
 def print_seeds_report(report: dict[str, Any]) -> None:
-    from adamml_cli.demo_seeds import per_seed_rows, summary_rows
+    from adamml_cli.demo.seeds import per_seed_rows, summary_rows
 
     columns, rows = summary_rows(report["summary"])
     seeds = report["seeds"]
@@ -178,7 +178,7 @@ def print_seeds_report(report: dict[str, Any]) -> None:
 def run_demo(cfg, *, progress: bool = True, say=lambda message: None) -> dict[str, Any]:
     from adamml_cli.session import components_for
     from adamml_core.engine.checkpoint import checkpoint_weights
-    from adamml_core.engine.trainer import Trainer
+    from adamml_core.engine.train.trainer import Trainer
     from adamml_core.media.memory import clear as forget_preloaded, preload
 
     started = time.perf_counter()

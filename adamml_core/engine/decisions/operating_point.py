@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-from adamml_core.engine.budget import BudgetError, Calibration
+from adamml_core.engine.decisions.budget import BudgetError, Calibration
 from adamml_core.engine.distributed import DistContext
 
 __all__ = ["calibration_for", "calibration_records", "calibration_state", "compute_calibration", "notice_to_stderr",
@@ -54,7 +54,7 @@ def calibration_for(run: Any, *, ctx: DistContext | None = None, say: Callable[[
 def calibration_records(exp: Any) -> list:
     """The videos the trainer calibrates on: the first ``train.calibration_videos`` of the policy's training part."""
     from adamml_core.engine.loaders import split_holdout
-    from adamml_core.engine.recipe import policy_holdout
+    from adamml_core.engine.train.recipe import policy_holdout
 
     cfg = exp.cfg
     if "train" not in exp.records:
@@ -71,7 +71,7 @@ def compute_calibration(system: Any, exp: Any, records: list, *, ctx: DistContex
                         batch_size: int | None = None, workers: int | None = None, costs: Any = None) -> Calibration:
     """P(select) of ``system`` on ``records`` and the counted costs of its networks, as a :class:`Calibration`."""
     from adamml_core.cost_model import CostModel
-    from adamml_core.engine.eval_loop import selection_probabilities
+    from adamml_core.engine.inference.eval_loop import selection_probabilities
 
     cfg = exp.cfg
     ctx = ctx or DistContext(device=_device_of(system))

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from adamml_core.engine.pipeline_workers import VideoWork, worker_main
+from adamml_core.engine.inference.pipeline.workers import VideoWork, worker_main
 from adamml_core.media.errors import MediaError
 
 _POLL_SECONDS = 5.0

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adamml_core.engine.recipe import PassForward
+from adamml_core.engine.train.recipe import PassForward
 from adamml_core.losses import top1_correct
 
 
