@@ -68,7 +68,7 @@ def register_fusions(register):
 
 @hookspec
 def register_stages(register):
-    """Register training stages (see :mod:`adamml_core.engine.recipe`): what a stage trains, its passes, its loss."""
+    """Register training stages (see :mod:`adamml_core.engine.train.recipe`): what a stage trains, its passes, its loss."""
 
 
 @hookspec

@@ -35,16 +35,16 @@ def new_app() -> typer.Typer:
 
 # Each module exposes ``register(app)``; the order is the order of --help.
 COMMAND_MODULES = (
-    "demo",
+    "demo.command",
     "train",
-    "evaluate",
-    "predict",
-    "explain",
-    "compare",
+    "eval.command",
+    "predict.command",
+    "predict.explain",
+    "compare.command",
     "prepare",
     "datasets",
     "flops",
-    "benchmark",
+    "benchmark.command",
     "plugins",
     "config",
 )

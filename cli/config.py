@@ -32,7 +32,7 @@ def load_resolved_with_components(path: Path, overrides: list[str] | None, *, we
     ``weights_loaded``: the command starts from another run's weights (``adamml train --init``/``--resume``).
     """
     from adamml_core.config import resolve_config
-    from adamml_core.engine.recipe import check_recipe
+    from adamml_core.engine.train.recipe import check_recipe
 
     from adamml_cli.output import err_console
     from adamml_cli.session import load_config_and_components

@@ -18,7 +18,7 @@ from adamml_cli.output import console, emit_json, err_console, table, user_error
 def engine_errors() -> Iterator[None]:
     """The engine's own user-facing errors, reported like the others: one line, exit 2 (a run that went wrong: 1)."""
     from adamml_core.engine.checkpoint import CheckpointError
-    from adamml_core.engine.evaluate import EvaluationError
+    from adamml_core.engine.inference.evaluate import EvaluationError
     from adamml_core.engine.failures import TooManyFailedVideos
 
     try:
@@ -51,9 +51,9 @@ def train(
     evaluation) and checkpoints/ (last.pt, best.pt, one per finished stage).
     """
     from adamml_cli.config import load_resolved_with_components
-    from adamml_core.engine.recipe import check_recipe
+    from adamml_core.engine.train.recipe import check_recipe
     from adamml_core.engine.run_dir import resolve_resume
-    from adamml_core.engine.trainer import Trainer
+    from adamml_core.engine.train.trainer import Trainer
 
     with user_errors(), engine_errors():
         starts_loaded = init is not None or resume is not None

@@ -33,9 +33,9 @@ from torch import nn
 from adamml_core import hookimpl
 from adamml_core.config import ConfigError
 from adamml_core.engine.loaders import split_holdout, stream_seed
-from adamml_core.engine.optim import Optimization
-from adamml_core.engine.passes import batch_top1
-from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StageContext, StagePlan, configure_pass
+from adamml_core.engine.train.optim import Optimization
+from adamml_core.engine.train.passes import batch_top1
+from adamml_core.engine.train.recipe import LossTermUse, PassOutput, PassPlan, Stage, StageContext, StagePlan, configure_pass
 from adamml_core.losses import classification_loss
 from adamml_core.models.fusion_contract import required_feature_dims
 from adamml_core.registry import NoOptions

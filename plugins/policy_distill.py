@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from adamml_core.config import OptimizerConfig
-from adamml_core.engine.recipe import PassOutput, PassPlan, Stage, StagePlan
+from adamml_core.engine.train.recipe import PassOutput, PassPlan, Stage, StagePlan
 from adamml_core.losses import cheapest_sufficient, label_probability
 from adamml_core.models.gumbel import SELECT
 from adamml_core.train_config import StageLossTerms

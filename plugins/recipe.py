@@ -32,8 +32,8 @@ import torch
 from adamml_core import hookimpl
 from adamml_core.config import AlternatingConfig, ConfigError, StageConfig
 from adamml_core.train_config import PolicyPretrainConfig
-from adamml_core.engine.passes import batch_top1
-from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
+from adamml_core.engine.train.passes import batch_top1
+from adamml_core.engine.train.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
 from adamml_core.losses import classification_loss, efficiency_loss, lambdas_from_costs, top1_correct
 from adamml_core.registry import NoOptions
 from adamml_plugins.policy_distill import PolicyDistillStage

@@ -66,7 +66,7 @@ SUBSTITUTIONS: dict[str, tuple[str, str]] = {
     ),
     "adamml demo --quick": (
         "adamml demo --quick --show-config",
-        "--quick differs from the full demo only by its config overrides (cli/demo.py QUICK_OVERRIDES): "
+        "--quick differs from the full demo only by its config overrides (cli/demo/command.py QUICK_OVERRIDES): "
         "the test resolves that config and checks its sizes; the demo's training path runs once, "
         "above, at tiny sizes",
     ),

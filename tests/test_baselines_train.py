@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from adamml_core.config import ConfigError
 from adamml_core.engine.checkpoint import load_checkpoint
-from adamml_core.engine.evaluator import EvaluationError
-from adamml_core.engine.recipe import check_recipe
-from adamml_core.engine.trainer import Trainer
+from adamml_core.engine.inference.evaluator import EvaluationError
+from adamml_core.engine.train.recipe import check_recipe
+from adamml_core.engine.train.trainer import Trainer
 from adamml_core.models.fusion_contract import baseline_stages
 from engine_configs import builtin_components, data_root, keep_torch_threads, tiny_config  # noqa: F401
 
@@ -122,7 +122,7 @@ def test_blend_weights_follow_generalisation_over_overfitting_squared():
 
 
 def test_random_policy_draws_at_the_rates_through_the_lazy_path(trained, monkeypatch):
-    from adamml_core.engine import pipeline as pipeline_module
+    from adamml_core.engine.inference.pipeline import runner as pipeline_module
 
     trainer, _, _ = trained("random")
     rules = []
@@ -159,7 +159,7 @@ def test_random_policy_draws_at_the_rates_through_the_lazy_path(trained, monkeyp
 
 
 def test_random_policy_keeps_the_empty_video_rule():
-    from adamml_core.engine.random_policy import random_rule
+    from adamml_core.engine.decisions.random_policy import random_rule
 
     class System:
         modalities = ["a", "b"]
@@ -182,7 +182,7 @@ def test_a_lateral_method_with_adaptive_stages_fails_config_validation(fusion, d
 
 
 def test_the_compile_wrapper_keeps_the_encoder_and_head_split():
-    from adamml_core.engine.pipeline_fast import Bucketed, _compiled_parts
+    from adamml_core.engine.inference.pipeline.fast import Bucketed, _compiled_parts
 
     class Net(torch.nn.Module):
         feature_dim = 3

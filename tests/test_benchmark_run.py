@@ -10,8 +10,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from adamml_cli.bench_run import BenchmarkError, parse_selection
-from adamml_core.engine.bench import random_decider
+from adamml_cli.benchmark.run import BenchmarkError, parse_selection
+from adamml_core.engine.inference.bench import random_decider
 from engine_configs import TINY
 
 
@@ -90,7 +90,7 @@ def test_random_decisions_follow_the_rates_from_a_fixed_seed():
 
 @pytest.mark.parametrize("warmup", [None, 0])
 def test_passes_of_the_methods_are_interleaved_round_by_round(monkeypatch, warmup):
-    from adamml_core.engine import bench
+    from adamml_core.engine.inference import bench
 
     calls = []
 

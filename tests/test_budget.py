@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adamml_core.engine.budget import (
+from adamml_core.engine.decisions.budget import (
     BudgetError,
     Calibration,
     budget_grid,
@@ -18,7 +18,7 @@ from adamml_core.engine.budget import (
     thresholds_for_budget,
 )
 from adamml_core.cost_model import CostModel
-from adamml_core.engine.calibration import threshold_decisions
+from adamml_core.engine.decisions.calibration import threshold_decisions
 
 NAMES = ("m0", "m1", "m2")
 COSTS = {"m0": 4.0, "m1": 6.5, "m2": 1.0}
@@ -185,7 +185,7 @@ def test_spend_is_what_the_projects_cost_model_charges():
 
 def test_thresholds_survive_rounding_noise_in_recomputed_probabilities():
     """P(select) recomputed elsewhere differs by a few float32 ulps; the decisions must not."""
-    from adamml_core.engine.budget import RESOLUTION
+    from adamml_core.engine.decisions.budget import RESOLUTION
 
     cal = _cal(n=300, seed=5)
     # near-ties as a saturated policy gives them: many P values a fraction of RESOLUTION apart
@@ -205,7 +205,7 @@ def test_thresholds_survive_rounding_noise_in_recomputed_probabilities():
 
 
 def test_spread_for_other_videos_counts_selection_noise_even_when_calibration_videos_agree():
-    from adamml_core.engine.budget import spend_spread, video_gflops
+    from adamml_core.engine.decisions.budget import spend_spread, video_gflops
 
     one = torch.tensor([[[0.9, 0.2, 0.6], [0.4, 0.7, 0.1]]])
     cal = Calibration(probs=one.repeat(50, 1, 1), modalities=NAMES, recognition_gflops=COSTS, policy_gflops=POLICY)

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from adamml_cli.app import build_app
-from adamml_cli.compare_plan import differences, known_methods
+from adamml_cli.compare.plan import differences, known_methods
 from engine_configs import builtin_components, tiny_config
 from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
@@ -119,10 +119,10 @@ def test_a_second_compare_continues_with_what_is_left(setup, first):
 
 
 def test_a_method_killed_while_training_resumes_from_its_last_checkpoint(setup, first):
-    from adamml_cli.compare_plan import ComparePlan, derived_config
+    from adamml_cli.compare.plan import ComparePlan, derived_config
     from adamml_cli.config import load_resolved_with_components
     from adamml_core.engine.run_dir import read_metrics
-    from adamml_core.engine.trainer import Trainer, TrainingHalted
+    from adamml_core.engine.train.trainer import Trainer, TrainingHalted
 
     config, out = setup
     cfg, components = load_resolved_with_components(config, [])

@@ -68,7 +68,7 @@ def test_adamml_datasets_lists_the_example(example_site):
 
 def test_train_one_step_on_the_example_dataset(example_site, manifest, tmp_path):
     from adamml_core.engine.experiment import build_experiment
-    from adamml_core.engine.trainer import Trainer
+    from adamml_core.engine.train.trainer import Trainer
 
     comps = load_plugins(strict=True).components
     cfg = validate_config({

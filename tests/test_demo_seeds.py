@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adamml_cli.app import build_app
-from adamml_cli.demo_seeds import check_targets, spread
+from adamml_cli.demo.seeds import check_targets, spread
 
 # The quick demo cut down to a few seconds of training per seed: the wiring is tested, not the method.
 TINY = [
@@ -70,7 +70,7 @@ def test_a_seed_far_below_its_fusion_fails_although_the_mean_is_fine():
     reports = [{"results": {"AdaMML": _result(a, 0.4), "weighted fusion": _result(f, 1.0),
                             "a only": _result(50.0, 0.9), "b only": _result(50.0, 0.1)}}
                for a, f in ((100.0, 90.0), (87.0, 90.0))]
-    from adamml_cli.demo_seeds import summarize
+    from adamml_cli.demo.seeds import summarize
 
     targets = check_targets(reports, summarize(reports))
     assert targets["mean_top1_at_least_fusion"]["holds"]  # mean 93.5 >= 90

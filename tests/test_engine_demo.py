@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adamml_cli.demo import demo_config
+from adamml_cli.demo.command import demo_config
 from adamml_core.config import config_to_dict, load_config, resolve_config
 from engine_configs import builtin_components
 
@@ -25,7 +25,7 @@ def test_demo_config_is_the_shipped_yaml(quick, name, tmp_path):
 def test_demo_reports_the_versions_that_decide_its_numbers(capsys):
     import importlib.metadata as md
 
-    from adamml_cli.demo import VERSIONED, package_versions
+    from adamml_cli.demo.command import VERSIONED, package_versions
 
     versions = package_versions()
     assert list(versions) == list(VERSIONED)

@@ -16,7 +16,7 @@ SCRIPT = """
 import os, sys, torch
 sys.path.insert(0, {tests!r})
 from engine_configs import builtin_components, tiny_config
-from adamml_core.engine.trainer import Trainer
+from adamml_core.engine.train.trainer import Trainer
 
 cfg = tiny_config({root!r}, {out!r}, {overrides!r})
 trainer = Trainer(cfg, components=builtin_components())

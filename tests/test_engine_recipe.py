@@ -12,9 +12,9 @@ import yaml
 
 from adamml_core.config import ConfigError
 from adamml_core.engine.experiment import build_experiment
-from adamml_core.engine.recipe import check_recipe
+from adamml_core.engine.train.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
-from adamml_core.engine.trainer import Trainer, TrainingHalted
+from adamml_core.engine.train.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
 from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 from plugin_dist import PLUGIN_SOURCE, adamml_command, pythonpath_env
@@ -123,7 +123,7 @@ def test_config_validate_reports_the_skipped_fusion_stage(tmp_path):
 
 
 def test_a_loss_term_needing_what_the_pass_does_not_give_is_a_config_error(tmp_path):
-    from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, build_loss_terms
+    from adamml_core.engine.train.recipe import LossTermUse, PassOutput, PassPlan, build_loss_terms
 
     class StatsOnly:
         provides = frozenset({"stats"})

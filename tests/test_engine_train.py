@@ -9,10 +9,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from adamml_core.engine.evaluate import evaluate
+from adamml_core.engine.inference.evaluate import evaluate
 from adamml_core.engine.experiment import build_experiment
 from adamml_core.engine.run_dir import read_metrics
-from adamml_core.engine.trainer import Trainer, TrainingHalted
+from adamml_core.engine.train.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
 from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
@@ -63,7 +63,7 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(data_root, tmp_
 
 
 def test_adaptive_evaluation_decodes_only_the_selected_items(data_root, tmp_path):
-    from adamml_core.engine.evaluate import segment_costs
+    from adamml_core.engine.inference.evaluate import segment_costs
 
     cfg = tiny_config(data_root, tmp_path / "run")
     exp = build_experiment(cfg, components=builtin_components())

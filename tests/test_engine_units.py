@@ -20,8 +20,8 @@ from adamml_core.engine.checkpoint import (
 )
 from adamml_core.engine.loaders import ResumableBatchSampler, split_holdout
 from adamml_core.cost_model import CostModel
-from adamml_core.engine.metrics import SelectionMeter, classification_scores
-from adamml_core.engine.optim import Optimization
+from adamml_core.engine.inference.metrics import SelectionMeter, classification_scores
+from adamml_core.engine.train.optim import Optimization
 from adamml_core.engine.run_dir import RunDirectory, read_metrics, resolve_resume
 from adamml_core.datasets import VideoRecord
 
@@ -175,7 +175,7 @@ def test_run_directory_writes_plottable_jsonl(tmp_path):
 def test_rate_matched_thresholds_spend_the_training_budget_on_the_likeliest_items():
     from types import SimpleNamespace
 
-    from adamml_core.engine.calibration import rate_matched_thresholds, threshold_decisions
+    from adamml_core.engine.decisions.calibration import rate_matched_thresholds, threshold_decisions
 
     # modality a: P 0.4 on 5 items, 0.2 on 15 -> mean 0.25 -> 5 of 20 items, the 0.4 ones
     a = torch.tensor([0.4] * 5 + [0.2] * 15)

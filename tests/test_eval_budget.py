@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from adamml_core.engine.budget import BudgetError, Calibration
+from adamml_core.engine.decisions.budget import BudgetError, Calibration
 from adamml_core.engine.checkpoint import atomic_torch_save, load_checkpoint
-from adamml_core.engine.trainer import Trainer
+from adamml_core.engine.train.trainer import Trainer
 from engine_configs import builtin_components, tiny_config
 from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 
@@ -33,7 +33,7 @@ def checkpoint(data_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(checkpoint):
-    from adamml_cli.evaluate import from_checkpoint_cli
+    from adamml_cli.eval.command import from_checkpoint_cli
 
     return from_checkpoint_cli(checkpoint, "val", torch.device("cpu"))
 
@@ -41,7 +41,7 @@ def loaded(checkpoint):
 @pytest.fixture(scope="module")
 def counted(loaded):
     """The cost model, counted once for the in-process evaluations (each CLI call counts its own)."""
-    from adamml_core.engine.evaluate import segment_costs
+    from adamml_core.engine.inference.evaluate import segment_costs
 
     _, exp, system = loaded
     return segment_costs(system, exp)
@@ -54,14 +54,14 @@ def _run(*args):
 
 
 def _middle_budget(cal: Calibration) -> float:
-    from adamml_core.engine.budget import budget_range
+    from adamml_core.engine.decisions.budget import budget_range
 
     low, high = budget_range(cal)
     return low + 0.55 * (high - low)
 
 
 def test_checkpoint_stores_calibration_and_older_ones_still_get_a_budget(checkpoint, loaded, counted, tmp_path):
-    from adamml_core.engine.operating_point import decision_rule
+    from adamml_core.engine.decisions.operating_point import decision_rule
 
     state, exp, system = loaded
     raw = torch.load(checkpoint, weights_only=True)
@@ -84,7 +84,7 @@ def test_checkpoint_stores_calibration_and_older_ones_still_get_a_budget(checkpo
 
 
 def test_decision_rule_precedence_and_a_budget_below_the_minimum(loaded):
-    from adamml_core.engine.operating_point import decision_rule
+    from adamml_core.engine.decisions.operating_point import decision_rule
 
     state, exp, system = loaded
     quiet = {"say": None}
@@ -101,9 +101,9 @@ def test_decision_rule_precedence_and_a_budget_below_the_minimum(loaded):
 
 
 def test_eval_budget_gflops_meets_the_budget_and_writes_the_class_report(checkpoint, loaded, counted, tmp_path):
-    from adamml_cli.evaluate import budget_check
-    from adamml_core.engine.evaluator import Evaluator
-    from adamml_core.engine.operating_point import calibration_records, decision_rule
+    from adamml_cli.eval.command import budget_check
+    from adamml_core.engine.inference.evaluator import Evaluator
+    from adamml_core.engine.decisions.operating_point import calibration_records, decision_rule
 
     state, exp, system = loaded
     cal = Calibration.from_state(state["calibration"])
@@ -142,8 +142,8 @@ def test_eval_budget_gflops_meets_the_budget_and_writes_the_class_report(checkpo
 
 
 def test_sweep_rises_with_the_budget_meets_each_and_matches_eval(checkpoint, loaded, counted, tmp_path):
-    from adamml_cli.sweep_plot import SIZE, read_sweep
-    from adamml_core.engine.evaluator import Evaluator
+    from adamml_cli.eval.sweep_plot import SIZE, read_sweep
+    from adamml_core.engine.inference.evaluator import Evaluator
 
     state, exp, system = loaded
     out = _run("eval", checkpoint, "--sweep", "--points", 5, "--split", "train", "--out", tmp_path / "sw", "--json")
@@ -164,7 +164,7 @@ def test_sweep_rises_with_the_budget_meets_each_and_matches_eval(checkpoint, loa
 
     # one shared pass gives what the evaluator gives for the same thresholds
     middle = curve[2]
-    from adamml_core.engine.operating_point import calibration_records
+    from adamml_core.engine.decisions.operating_point import calibration_records
 
     direct = Evaluator(exp, batch_size=8, costs=counted).evaluate(system, calibration_records(exp), mode="adaptive",
                                                    threshold=middle["thresholds"])
@@ -176,7 +176,7 @@ def test_sweep_rises_with_the_budget_meets_each_and_matches_eval(checkpoint, loa
 def test_class_rows_score_single_label_by_accuracy_and_multi_label_by_ap():
     from types import SimpleNamespace
 
-    from adamml_cli.eval_report import class_rows, sort_modality, sorted_rows
+    from adamml_cli.eval.report import class_rows, sort_modality, sorted_rows
 
     costs = SimpleNamespace(per_video=lambda d: d.sum(dim=(1, 2)).double())  # 1 GFLOP per selected item
     decisions = torch.tensor([[[1.0, 0.0], [1.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 0.0]]])

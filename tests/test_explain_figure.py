@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adamml_cli.explain_figure import (
+from adamml_cli.predict.explain_figure import (
     CELL_H,
     CELL_W,
     draw_explanation,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adamml_core.config import ConfigError, resolve_config
-from adamml_core.engine.recipe import check_recipe
+from adamml_core.engine.train.recipe import check_recipe
 from adamml_core.flops import cost_report, count_flops
 from adamml_plugins.lateral import JUNCTIONS, SourceToTarget, SpatialLink, TargetToSource, add_in_time, pathway, time_length, time_view
 from tiny_models import NUM_CLASSES, tiny_components, tiny_config, tiny_system

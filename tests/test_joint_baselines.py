@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from adamml_cli.app import build_app
 from adamml_core.config import ConfigError
-from adamml_core.engine.recipe import check_recipe
-from adamml_core.engine.trainer import Trainer
+from adamml_core.engine.train.recipe import check_recipe
+from adamml_core.engine.train.trainer import Trainer
 from adamml_core.models.fusion_contract import baseline_stages
 from engine_configs import builtin_components, data_root, keep_torch_threads, tiny_config  # noqa: F401
 

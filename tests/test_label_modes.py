@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from adamml_core.config import ConfigError, load_config, resolve_config
-from adamml_core.engine.metrics import ClassificationMeter, classification_scores
+from adamml_core.engine.inference.metrics import ClassificationMeter, classification_scores
 from adamml_core.losses import classification_loss
 from adamml_core.plugins import load_plugins
 from adamml_core.segmented_dataset import SegmentedVideoDataset
@@ -103,7 +103,7 @@ class _Costs:
 
 
 def test_eval_report_scores_a_single_label_map_dataset_by_class_ap():
-    from adamml_cli.eval_report import class_rows
+    from adamml_cli.eval.report import class_rows
 
     low = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 0.5], [0.0, 0.0, -3.0]])
     outputs = {"logits": low, "target": torch.tensor([0, 1, 2]), "decisions": torch.ones(3, 2, 1),

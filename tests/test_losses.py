@@ -138,7 +138,7 @@ def test_efficiency_lambdas_derived_from_counted_costs():
 def test_final_temperature_anneals_geometrically_to_the_last_epoch():
     from types import SimpleNamespace
 
-    from adamml_core.engine.temperature import next_temperature
+    from adamml_core.engine.train.temperature import next_temperature
 
     p = SimpleNamespace(initial_temperature=5.0, final_temperature=0.5, temperature_decay=0.965)
     temps = [5.0]

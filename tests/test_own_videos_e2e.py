@@ -79,7 +79,7 @@ def _green(px: np.ndarray) -> np.ndarray:
 
 
 def test_explain_draws_one_figure_per_video_and_an_index(trained, zoo, predicted, tmp_path):
-    from adamml_cli.explain_figure import layout_for
+    from adamml_cli.predict.explain_figure import layout_for
 
     folder, ckpt = trained
     out = tmp_path / "explained"

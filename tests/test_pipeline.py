@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from adamml_core.segmented_dataset import SegmentedVideoDataset, collate_batch, load_selected
 from adamml_core.engine.experiment import build_experiment
-from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions
-from adamml_core.engine.pipeline_fast import Bucketed, FastPath, bucket
+from adamml_core.engine.inference.pipeline.runner import InferencePipeline, PipelineOptions
+from adamml_core.engine.inference.pipeline.fast import Bucketed, FastPath, bucket
 from adamml_core.media.errors import MediaError
 from adamml_core.plugins import load_plugins
 from engine_configs import tiny_config
@@ -237,8 +237,8 @@ def test_bucketing_pads_to_powers_of_two_and_keeps_the_rows():
 
 
 def test_the_evaluator_adaptive_mode_runs_the_pipeline_with_the_same_results(setup, one_thread, monkeypatch):
-    from adamml_core.engine import evaluator as evaluator_module
-    from adamml_core.engine import pipeline as pipeline_module
+    from adamml_core.engine.inference import evaluator as evaluator_module
+    from adamml_core.engine.inference.pipeline import runner as pipeline_module
 
     exp, system = setup["exp"], setup["system"]
     calls = []

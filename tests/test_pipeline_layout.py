@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from adamml_core.engine.experiment import build_experiment
-from adamml_core.engine.pipeline import InferencePipeline, PipelineOptions, threshold_rule
-from adamml_core.engine.pipeline_fast import FastPath, fast_system
+from adamml_core.engine.inference.pipeline.runner import InferencePipeline, PipelineOptions, threshold_rule
+from adamml_core.engine.inference.pipeline.fast import FastPath, fast_system
 from adamml_core.plugins import load_plugins
 from engine_configs import tiny_config
 

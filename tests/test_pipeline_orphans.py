@@ -10,7 +10,7 @@ from pathlib import Path
 
 MAIN = textwrap.dedent("""
     import os, signal
-    from adamml_core.engine.pipeline_pool import ProcessPool
+    from adamml_core.engine.inference.pipeline.pool import ProcessPool
     pool = ProcessPool(None, {}, 2, start_method="fork")
     print(" ".join(str(p.pid) for p in pool.processes), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # as `kill -9` or the out-of-memory killer: no cleanup runs

@@ -169,7 +169,7 @@ def test_plugins_json_shows_options_schemas_and_source_priorities(grayscale_plug
 
 def test_adaptive_evaluation_judges_the_videos_it_could_open_and_stops_past_the_limit(data_root, tmp_path):
     """Issue 20 item 4: ``_selection_quality`` reopened every video outside on_error (a traceback)."""
-    from adamml_core.engine.evaluator import Evaluator
+    from adamml_core.engine.inference.evaluator import Evaluator
     from adamml_core.engine.experiment import build_experiment
     from adamml_core.engine.failures import TooManyFailedVideos
     from engine_configs import builtin_components, tiny_config

@@ -8,9 +8,9 @@ import torch
 
 from adamml_core.config import ConfigError
 from adamml_core.engine.experiment import build_experiment
-from adamml_core.engine.recipe import check_recipe
+from adamml_core.engine.train.recipe import check_recipe
 from adamml_core.engine.run_dir import read_metrics
-from adamml_core.engine.trainer import Trainer, TrainingHalted
+from adamml_core.engine.train.trainer import Trainer, TrainingHalted
 from engine_configs import builtin_components, tiny_config
 from engine_configs import data_root, keep_torch_threads  # noqa: F401 - shared fixtures
 

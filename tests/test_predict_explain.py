@@ -18,7 +18,7 @@ from media_factory import write_garbage, write_video
 @pytest.fixture(scope="module")
 def checkpoint(data_root, tmp_path_factory):  # noqa: F811 - the shared fixture
     """One finetune epoch of the tiny config: a real checkpoint (policy and networks), trained once per module."""
-    from adamml_core.engine.trainer import Trainer
+    from adamml_core.engine.train.trainer import Trainer
 
     out = tmp_path_factory.mktemp("run")
     Trainer(tiny_config(data_root, out, ["train.stages=[finetune]"]), components=builtin_components()).fit()
@@ -85,9 +85,9 @@ def test_predict_json_streams_one_line_per_input_in_order(checkpoint, videos, mo
 
 def test_predict_decides_what_eval_decides(checkpoint, videos, model):
     from adamml_core.datasets import VideoRecord
-    from adamml_core.engine.pipeline import evaluation_batches
+    from adamml_core.engine.inference.pipeline.runner import evaluation_batches
 
-    from adamml_core.engine.inference import Predictor
+    from adamml_core.engine.inference.predict import Predictor
 
     exp, system, costs = model
     paths = [videos["a"], videos["b"], videos["loose"]]
@@ -134,8 +134,8 @@ def test_predict_budget_text_output_and_exit_codes(checkpoint, videos, model):
 
 
 def test_results_come_out_before_the_last_video_is_read(model, videos):
-    from adamml_core.engine.inference import Predictor
-    from adamml_core.engine.pipeline import PipelineOptions
+    from adamml_core.engine.inference.predict import Predictor
+    from adamml_core.engine.inference.pipeline.runner import PipelineOptions
 
     exp, system, costs = model
     paths = [videos["a"], videos["b"], videos["loose"], videos["a"], videos["b"]]
@@ -170,7 +170,7 @@ def _is_green(pixel) -> bool:
 
 
 def test_explain_one_video_writes_the_figure_of_layout_for(checkpoint, videos):
-    from adamml_cli.explain_figure import layout_for
+    from adamml_cli.predict.explain_figure import layout_for
 
     out = videos["folder"].parent / "figs" / "one.png"
     result = cli_runner()("explain", str(videos["a"]), "-c", str(checkpoint), "--out", str(out), "--json",
@@ -232,7 +232,7 @@ def test_built_in_pictures_flow_only_where_selected(videos):
 
 def test_a_video_that_raises_is_named_and_the_others_go_on(model, videos, monkeypatch):
     """Not a media error (a bug in a modality, say): the pipeline stops, the culprit is isolated, the rest run."""
-    from adamml_core.engine.inference import Predictor
+    from adamml_core.engine.inference.predict import Predictor
 
     exp, system, costs = model
     audio = exp.modalities["audio"]

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from adamml_cli.sweep_plot import SIZE, ReferencePoint, Sweep, read_sweep, sweep_from_choices, write_sweep
-from adamml_core.engine.budget import Calibration, budget_grid, sweep_thresholds
+from adamml_cli.eval.sweep_plot import SIZE, ReferencePoint, Sweep, read_sweep, sweep_from_choices, write_sweep
+from adamml_core.engine.decisions.budget import Calibration, budget_grid, sweep_thresholds
 
 
 def _sweep() -> Sweep:

@@ -18,7 +18,7 @@ import torch
 
 from adamml_core.config import ConfigError, SamplingConfig, validate_config
 from adamml_core.engine.checkpoint import load_checkpoint
-from adamml_core.engine.recipe import configure_pass
+from adamml_core.engine.train.recipe import configure_pass
 from adamml_core.media.transforms import IMAGENET_MEAN, IMAGENET_STD
 from adamml_core.modality import Segment
 from adamml_core.registry import ComponentOptionsError
@@ -90,7 +90,7 @@ def test_best_model_rule_plans(tmp_path):
 
 
 def _train(data_root, out, rule):  # noqa: F811 - data_root is the fixture's value
-    from adamml_core.engine.trainer import Trainer
+    from adamml_core.engine.train.trainer import Trainer
 
     cfg = tiny_config(data_root, out, [f"train.best_model={rule}", "train.stages=[alternating,finetune]",
                                        "train.finetune.epochs=2", "train.finetune.optimizer.lr=0.05"])

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adamml_core import hookimpl
 from adamml_core.config import OptimizerConfig
-from adamml_core.engine.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
+from adamml_core.engine.train.recipe import LossTermUse, PassOutput, PassPlan, Stage, StagePlan
 from adamml_core.losses import classification_loss, top1_correct
 
 

@@ -1,0 +1,1 @@
+"""adamml_core/engine/decisions: see docs/architecture.md."""

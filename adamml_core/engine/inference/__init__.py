@@ -1,0 +1,1 @@
+"""adamml_core/engine/inference: see docs/architecture.md."""

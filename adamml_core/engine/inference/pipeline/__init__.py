@@ -1,0 +1,1 @@
+"""adamml_core/engine/inference/pipeline: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""adamml_core/engine/train: see docs/architecture.md."""

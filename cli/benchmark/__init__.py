@@ -1,0 +1,1 @@
+"""cli/benchmark: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""cli/compare: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""cli/demo: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""cli/eval: see docs/architecture.md."""

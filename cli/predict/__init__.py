@@ -1,0 +1,1 @@
+"""cli/predict: see docs/architecture.md."""
