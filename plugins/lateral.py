@@ -30,10 +30,11 @@ JUNCTIONS = 4  # after the stem and after the next three stages (none after the 
 MOBILENET_SPLITS = (2, 4, 7, 14)  # feature blocks starting the stages at strides 4, 8, 16, 32
 
 
-def _last_bn_width(modules: list[nn.Module]) -> int:
-    widths = [m.num_features for block in modules for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+def _last_conv_width(modules: list[nn.Module]) -> int:
+    # the convolution's width, not the batch norm's: at inference a batch norm may be folded into it
+    widths = [m.out_channels for block in modules for m in block.modules() if isinstance(m, nn.Conv2d)]
     if not widths:
-        raise ValueError("a lateral-connection stage has no BatchNorm2d to read its width from")
+        raise ValueError("a lateral-connection stage has no Conv2d to read its width from")
     return widths[-1]
 
 
@@ -53,7 +54,7 @@ def pathway(net: nn.Module) -> tuple[list[Step], list[int], Callable[[torch.Tens
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         layers = [stem, net.layer1, net.layer2, net.layer3, net.layer4]
         steps = [stage(layer, None if i < 2 else i - 2) for i, layer in enumerate(layers)]
-        return steps, [_last_bn_width([layer]) for layer in layers[:JUNCTIONS]], \
+        return steps, [_last_conv_width([layer]) for layer in layers[:JUNCTIONS]], \
             lambda x, frames: average_frames(torch.flatten(net.avgpool(x), 1), frames)
     if isinstance(getattr(net, "features", None), nn.Sequential) and hasattr(net, "temporal_pools"):
         bounds = (0, *MOBILENET_SPLITS, len(net.features))
@@ -68,7 +69,7 @@ def pathway(net: nn.Module) -> tuple[list[Step], list[int], Callable[[torch.Tens
                 return x, frames
             return run
 
-        widths = [_last_bn_width([net.features[i] for i in c]) for c in chunks[:JUNCTIONS]]
+        widths = [_last_conv_width([net.features[i] for i in c]) for c in chunks[:JUNCTIONS]]
         return [chunk(c) for c in chunks], widths, \
             lambda x, frames: average_frames(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1), frames)
     raise ValueError(f"lateral connections know the built-in resnet50_tsn and mobilenet_v2 stages, not {type(net).__name__}")

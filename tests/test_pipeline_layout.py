@@ -1,6 +1,7 @@
-"""The default layout (channels-last) changes no decision on a test set and moves logits by less than 1e-4.
+"""The default fast path (channels-last, batch norms folded) changes no decision on a test set and
+moves logits by less than 1e-4.
 
-Against the contiguous layout (bit-identical to the plain lazy path, ``test_pipeline.py``): the
+Against the contiguous, unfolded networks (bit-identical to the plain lazy path, ``test_pipeline.py``): the
 learned policy's own rule (argmax) and a threshold rule, adaptive and ``all``, through the pipeline.
 """
 
@@ -14,6 +15,7 @@ from adamml_core.engine.inference.pipeline.runner import InferencePipeline, Pipe
 from adamml_core.engine.inference.pipeline.fast import FastPath, fast_system
 
 LOGITS_TOLERANCE = 1e-4
+PLAIN = FastPath(channels_last=False, fold_batchnorm=False)  # the contiguous, unfolded networks as trained
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +33,10 @@ def _adaptive(exp, system, records, decide, fast):
 @pytest.mark.parametrize("threshold", [None, 0.5])
 def test_defaults_change_no_decision_and_logits_stay_within_tolerance(setup, one_thread, threshold):
     exp, system, records = setup
-    assert FastPath().channels_last  # the default
+    assert FastPath().channels_last and FastPath().fold_batchnorm  # the defaults
     decide = policy_rule(system, threshold)
     decisions, logits = _adaptive(exp, system, records, decide, FastPath())
-    plain_decisions, plain_logits = _adaptive(exp, system, records, decide, FastPath(channels_last=False))
+    plain_decisions, plain_logits = _adaptive(exp, system, records, decide, PLAIN)
     assert 0 < int(decisions.sum()) < decisions.numel()  # a mixed selection, not all or nothing
     assert torch.equal(decisions, plain_decisions)
     assert float((logits - plain_logits).abs().max()) <= LOGITS_TOLERANCE
@@ -58,7 +60,7 @@ def test_all_mode_runs_in_the_same_layout_and_stays_within_tolerance(setup, one_
         with torch.inference_mode():
             return torch.cat([o.logits for o in pipe.recognition(run, system=system)])
 
-    fast, plain = logits(FastPath()), logits(FastPath(channels_last=False))
+    fast, plain = logits(FastPath()), logits(PLAIN)
     assert seen[0] and not seen[-1]  # channels-last while the default ran, contiguous for the other
     assert float((fast - plain).abs().max()) <= LOGITS_TOLERANCE
     assert torch.equal(fast.argmax(1), plain.argmax(1))

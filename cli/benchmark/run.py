@@ -105,6 +105,7 @@ def run_command(
     clip_seconds: float = typer.Option(10.0, "--clip-seconds", min=2.0, help="length of the generated clips"),
     keep: str = typer.Option("recognition", "--keep", help="frames stage 1 keeps for stage 2: recognition | policy"),
     channels_last: bool = typer.Option(True, "--channels-last/--contiguous", help="layout of the 4-D weights (default channels-last: the fastest on CPU, within 1e-4 of contiguous)"),
+    fold_batchnorm: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="batch norms folded into their convolutions (default; within 1e-4 of unfolded)"),
     autocast: Optional[str] = typer.Option(None, "--autocast", help="bf16 | fp16 autocast of the networks"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the recognition networks (bucketed batch sizes)"),
     seed: int = typer.Option(0, "--seed", help="seed of the random weights and the drawn decisions"),
@@ -130,7 +131,7 @@ def run_command(
         decide, rates = _decider(system, learned, parse_selection(selection, selection_ratio, names), seed)
         paths = source_videos(source, videos) if source else generate_videos(Path(tmp), videos or 8, clip_seconds)
         options = _pipeline_options(batch_size, workers, keep, dev, FastPath(channels_last=channels_last, autocast=autocast,
-                                                                           compile=compile_))
+                                                                           compile=compile_, fold_batchnorm=fold_batchnorm))
         settings = BenchSettings(methods=method_list, repeats=repeats, options=options, warmup_videos=warmup,
                                  on_pass=lambda m, k, wall: err_console.print(
                                      f"{m}: pass {k}/{repeats} {len(paths) / wall:.4g} videos/s ({wall:.1f} s)", highlight=False))
