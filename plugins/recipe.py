@@ -250,15 +250,16 @@ class JointStage(Stage):
     gradient and stay as they were: the release drops them.
     """
 
-    options_model = StageConfig
+    options_model = defaults.JointConfig
     default_section = defaults.JOINT
 
     def plan(self, options, cfg):
+        best = options.keep == "best"
         return StagePlan(
             "joint", options.epochs,
             (PassPlan("joint", "joint", "recognition", "recognition", ("recognition", "fusion"), FusionForward()),),
             {"joint": (options.optimizer, ("recognition", "fusion"))},
-            validation_modes=("all",),
+            validation_modes=("all",), validate_every_epoch=best, track_best=best, end_with_best=best, own_best=best,
         )
 
     def check(self, options, cfg, components, *, recipe=None):

@@ -38,6 +38,13 @@ class AlternatingConfig(StageLossTerms):
     )
 
 
+class JointConfig(StageConfig):
+    keep: Literal["best", "last"] = Field(
+        "best", description="best: validate every epoch and end with the best epoch's weights (the authors' "
+        "train_joint.py keeps its best model); last: the last epoch's, validated once at the end",
+    )
+
+
 def one_optimizer(epochs: int, **optimizer: Any) -> dict[str, Any]:
     """A ``default_section`` of a stage with one optimiser (``StageConfig``)."""
     return {"epochs": epochs, "optimizer": dict(optimizer)}

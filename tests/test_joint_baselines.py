@@ -140,3 +140,22 @@ def test_gblend_fused_head_is_counted_and_masks_skipped_modalities(gblend):
     assert out.shape == (2, 3, k) and torch.equal(out[:, 1], torch.zeros(2, k))  # nothing selected: zeros
     only_rgb = system.fusion(None, mask, [features[0], torch.randn(2, 3, dims[1])])
     assert torch.allclose(only_rgb[:, 0], out[:, 0])  # a skipped modality's features do not count
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_joint_stage_keeps_its_best_epoch_or_its_last(keep, data_root, unimodal, tmp_path):
+    import json
+
+    from adamml_core.engine.checkpoint import checkpoint_weights
+
+    _, after = _after(data_root, tmp_path, unimodal, ["train.stages=[joint]", "train.joint.epochs=2",
+                                                      f"train.joint.keep={keep}", "train.validate_stages=true"])
+    events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    validated = [e["epoch"] for e in events if e.get("event") == "eval" and e.get("stage") == "joint"]
+    best = tmp_path / "checkpoints" / "best.pt"
+    if keep == "last":
+        assert validated == [1] and not best.exists()  # once, at the end (train.validate_stages)
+        return
+    assert validated == [0, 1] and best.is_file()  # every epoch, the best of them kept
+    weights = checkpoint_weights(best)
+    assert all(torch.equal(weights[k], after[k]) for k in weights)  # the stage ends with the best epoch's weights

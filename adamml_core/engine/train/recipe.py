@@ -94,6 +94,9 @@ class StagePlan:
     # when the stage ends, the system takes the best model's weights (best.pt): its checkpoint, the later stages
     # and the caller get the best model, not the last epoch's
     end_with_best: bool = False
+    # the best model is this stage's own: the tracking starts afresh when the stage starts (not on a resume),
+    # so that no earlier stage's best (scored in another mode) stands for it
+    own_best: bool = False
     auxiliary: Callable[[Any, int], torch.nn.Module] | None = None  # (system, num_classes) -> module trained as "aux"
     # called at the start of every epoch (not on a resume mid-epoch) with a StageContext, e.g. to measure losses
     before_epoch: Callable[["StageContext"], None] | None = None

@@ -161,6 +161,8 @@ class Trainer:
 
     def _start_stage(self, plan: StagePlan) -> None:
         self.say(f"stage {plan.name}: {plan.epochs} epochs")
+        if plan.own_best and self.position.fresh_stage():
+            self.best = BestModel()
         if plan.start_from_best and load_best(self):
             self.say(f"stage {plan.name}: starting from the best model ({self.run.checkpoint(BEST)})")
         if plan.temperature_step:
