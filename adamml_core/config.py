@@ -71,7 +71,10 @@ class SamplingConfig(StrictModel):
 
 class RecognitionConfig(StrictModel):
     backbone: ComponentSpec | None = Field(None, description="default: the modality's own default backbone")
-    checkpoint: Path | None = Field(None, description="unimodal weights to start from (local file)")
+    checkpoint: Path | None = Field(
+        None, description="unimodal weights to start from (local file): an adamml checkpoint (its recognizers.<m> "
+        "weights) or the network's state_dict; loaded when a run starts, not on --resume (engine/train/start_weights.py)",
+    )
 
 
 class PolicyConfig(StrictModel):

@@ -285,6 +285,10 @@ def check_recipe(cfg: Any, components: Any, *, weights_loaded: bool = False) -> 
             raise ConfigError(f"train.{key}: unknown field (typo?); not a training stage either; registered stages: "
                               f"{', '.join(components.stages.names())}")
     _check_fusion_builds(cfg, components)
+    from adamml_core.engine.train.start_weights import check_start_weights, start_weights_given
+
+    check_start_weights(cfg)
+    weights_loaded = weights_loaded or start_weights_given(cfg)  # recognition.<m>.checkpoint for every modality
     notes = []
     plans = plan_stages(cfg, components)
     _refuse_adaptive_stages(cfg, components, [plan for _, plan in plans])

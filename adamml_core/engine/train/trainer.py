@@ -32,6 +32,7 @@ from adamml_core.engine.progress import training_progress
 from adamml_core.engine.train.recipe import Stage, StagePlan, load_part_weights, part_modules, plan_stages, policy_holdout
 from adamml_core.engine.run_dir import BEST, LAST, RunDirectory
 from adamml_core.engine.train.temperature import next_temperature
+from adamml_core.engine.train.start_weights import system_with_start_weights
 from adamml_core.engine.train.state import BestModel, Position, capture_state, restore_state
 
 __all__ = ["Trainer", "TrainingHalted"]
@@ -61,7 +62,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         torch.manual_seed(cfg.runtime.seed)
-        self.system = distributed.prepare_model(self.exp.build_system(), self.ctx)
+        # a resumed run has its own weights; a fresh one may start from recognition.<m>.checkpoint files
+        self.system = distributed.prepare_model(system_with_start_weights(self.exp, cfg, resume is None, self.say),
+                                                self.ctx)
         self.aux = torch.nn.ModuleDict({
             plan.name: plan.auxiliary(self.system, self.exp.num_classes) for _, plan in self.plans if plan.auxiliary
         }).to(self.ctx.device)
@@ -139,7 +142,7 @@ class Trainer:
         if pos.fresh_stage():
             reason = stage.skip_reason(self.system, self.cfg)
             if reason:
-                return self._skip_stage(plan, reason)
+                return skip_stage(self, plan, reason)
             self._start_stage(plan)
         if not self.optims:
             self.optims = self.build_optims(plan)
@@ -150,14 +153,6 @@ class Trainer:
                 pos.step = 0
             self._end_epoch(plan)
         self._end_stage(plan)
-
-    def _skip_stage(self, plan: StagePlan, reason: str) -> None:
-        """Nothing to train: the stage's checkpoint is the model as it stands, so later lookups still find it."""
-        self.say(f"stage {plan.name} skipped: {reason}")
-        self.run.log({"event": "skip", "stage": plan.name, "reason": reason})
-        self.position.stage_index += 1
-        self.save(plan.name)
-        self.save(LAST)
 
     def _start_stage(self, plan: StagePlan) -> None:
         self.say(f"stage {plan.name}: {plan.epochs} epochs")
@@ -239,6 +234,15 @@ class Trainer:
     def save(self, name: str) -> None:
         if self.ctx.is_main:
             self.run.save(name, capture_state(self))
+
+
+def skip_stage(trainer: Trainer, plan: StagePlan, reason: str) -> None:
+    """Nothing to train: the stage's checkpoint is the model as it stands, so later lookups still find it."""
+    trainer.say(f"stage {plan.name} skipped: {reason}")
+    trainer.run.log({"event": "skip", "stage": plan.name, "reason": reason})
+    trainer.position.stage_index += 1
+    trainer.save(plan.name)
+    trainer.save(LAST)
 
 
 def load_best(trainer: Trainer) -> bool:
