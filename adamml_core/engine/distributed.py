@@ -36,6 +36,14 @@ class DistContext:
     def cuda(self) -> bool:
         return self.device.type == "cuda"
 
+    def all_ranks(self, flag: bool) -> bool:
+        """True when ``flag`` holds on every rank (one one-element all-reduce; ``flag`` itself in one process)."""
+        if not self.distributed:
+            return flag
+        box = torch.tensor([1 if flag else 0], device=self.device if self.cuda else "cpu")
+        dist.all_reduce(box, op=dist.ReduceOp.MIN)
+        return bool(box.item())
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

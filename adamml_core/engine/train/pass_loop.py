@@ -56,7 +56,8 @@ def run_pass(trainer: Any, plan: StagePlan, pp: PassPlan) -> None:
     for batch, indices in zip(loader, loader.batch_sampler):  # the sampler yields the loader's index lists again
         tally.add_batch(batch, indices, dataset.records)
         tally.check()  # as soon as the pass's share is certain to exceed the limit
-        if batch is None:  # every video of the batch was skipped
+        # every video of the batch was skipped (on some rank: DDP's gradient all-reduce needs every rank, so all skip)
+        if not trainer.ctx.all_ranks(batch is not None):
             pos.step += 1
             pos.global_step += 1
             continue
