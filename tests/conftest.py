@@ -72,3 +72,17 @@ def one_thread():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def adaptive_pass():
+    """``run(exp, system, records, decide, fast) -> (decisions, logits)``: the adaptive pipeline over
+    ``records`` in batches of 4 (the layout and folding tests compare two fast paths with it)."""
+    from adamml_core.engine.inference.pipeline.runner import InferencePipeline, PipelineOptions
+
+    def run(exp, system, records, decide, fast):
+        dataset = exp.make_dataset(records, train=False, load="policy")
+        out = list(InferencePipeline(dataset, PipelineOptions(batch_size=4, fast=fast)).adaptive(system, decide))
+        return torch.cat([o.decisions for o in out]), torch.cat([o.logits for o in out])
+
+    return run

@@ -12,7 +12,6 @@ from torch import nn
 from adamml_core.engine.decisions.rules import policy_rule
 from adamml_core.engine.inference.pipeline.fast import FastPath, fast_system
 from adamml_core.engine.inference.pipeline.fold import conv_bn_pairs, folded_batchnorm
-from adamml_core.engine.inference.pipeline.runner import InferencePipeline, PipelineOptions
 
 LOGITS_TOLERANCE = 1e-4
 
@@ -53,19 +52,13 @@ def test_every_batch_norm_of_the_built_in_backbones_is_folded(setup):
     assert sum(len(_norms(n)) for n in nets) == total
 
 
-def _adaptive(exp, system, records, decide, fast):
-    dataset = exp.make_dataset(records, train=False, load="policy")
-    out = list(InferencePipeline(dataset, PipelineOptions(batch_size=4, fast=fast)).adaptive(system, decide))
-    return torch.cat([o.decisions for o in out]), torch.cat([o.logits for o in out])
-
-
 @pytest.mark.parametrize("threshold", [None, 0.5])
-def test_folding_changes_no_decision_and_logits_stay_within_tolerance(setup, one_thread, threshold):
+def test_folding_changes_no_decision_and_logits_stay_within_tolerance(setup, one_thread, adaptive_pass, threshold):
     exp, system, records = setup
     before = {k: v.clone() for k, v in system.state_dict().items()}
     decide = policy_rule(system, threshold)
-    folded = _adaptive(exp, system, records, decide, FastPath(channels_last=False))
-    plain = _adaptive(exp, system, records, decide, FastPath(channels_last=False, fold_batchnorm=False))
+    folded = adaptive_pass(exp, system, records, decide, FastPath(channels_last=False))
+    plain = adaptive_pass(exp, system, records, decide, FastPath(channels_last=False, fold_batchnorm=False))
     assert 0 < int(folded[0].sum()) < folded[0].numel()  # a mixed selection, not all or nothing
     assert torch.equal(folded[0], plain[0])
     assert 0 < float((folded[1] - plain[1]).abs().max()) <= LOGITS_TOLERANCE  # folded (not equal), yet close

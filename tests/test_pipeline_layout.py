@@ -24,19 +24,13 @@ def setup(tiny_experiment):
     return exp, system, exp.records["val"] + exp.records["train"]
 
 
-def _adaptive(exp, system, records, decide, fast):
-    dataset = exp.make_dataset(records, train=False, load="policy")
-    out = list(InferencePipeline(dataset, PipelineOptions(batch_size=4, fast=fast)).adaptive(system, decide))
-    return torch.cat([o.decisions for o in out]), torch.cat([o.logits for o in out])
-
-
 @pytest.mark.parametrize("threshold", [None, 0.5])
-def test_defaults_change_no_decision_and_logits_stay_within_tolerance(setup, one_thread, threshold):
+def test_defaults_change_no_decision_and_logits_stay_within_tolerance(setup, one_thread, adaptive_pass, threshold):
     exp, system, records = setup
     assert FastPath().channels_last and FastPath().fold_batchnorm  # the defaults
     decide = policy_rule(system, threshold)
-    decisions, logits = _adaptive(exp, system, records, decide, FastPath())
-    plain_decisions, plain_logits = _adaptive(exp, system, records, decide, PLAIN)
+    decisions, logits = adaptive_pass(exp, system, records, decide, FastPath())
+    plain_decisions, plain_logits = adaptive_pass(exp, system, records, decide, PLAIN)
     assert 0 < int(decisions.sum()) < decisions.numel()  # a mixed selection, not all or nothing
     assert torch.equal(decisions, plain_decisions)
     assert float((logits - plain_logits).abs().max()) <= LOGITS_TOLERANCE

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import av
 import numpy as np
@@ -48,23 +48,39 @@ class AudioGrid:
     frame_samples: int | None
 
 
+class _Unusable(Exception):
+    """A damaged packet or an untimed frame: the window cannot be promised equal to the whole track's."""
+
+
+def _timed_frames(container, stream, *, refuse_corrupt: bool = False) -> Iterator[av.AudioFrame]:
+    """The decoded frames of ``stream`` from the container's position; :class:`_Unusable` at a packet that
+    does not decode, a frame without a time or (``refuse_corrupt``) a frame the decoder marks corrupt."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            raise _Unusable from None
+        for frame in frames:
+            if frame.time is None or (refuse_corrupt and frame.is_corrupt):
+                raise _Unusable
+            yield frame
+
+
 def audio_grid(container, stream) -> AudioGrid | None:
     """The stream's :class:`AudioGrid` from its first decoded frames (None: no usable timestamps)."""
     container.seek(0, stream=stream, backward=True, any_frame=False)
     sizes: list[int] = []
     first: float | None = None
-    for packet in container.demux(stream):
-        try:
-            frames = packet.decode()
-        except av.FFmpegError:
-            return None
-        for frame in frames:
-            if frame.time is None or not frame.sample_rate:
+    try:
+        for frame in _timed_frames(container, stream):
+            if not frame.sample_rate:
                 return None
             first = float(frame.time) if first is None else first
             sizes.append(frame.samples)
-        if len(sizes) >= 3:
-            break
+            if len(sizes) >= 3:
+                break
+    except _Unusable:
+        return None
     if first is None:
         return None
     rate = int(sizes and stream.rate or 0)
@@ -110,14 +126,8 @@ def decode_audio_window(container, stream, sample_rate: int, grid: AudioGrid, st
     container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
     mono = _Mono(sample_rate)
     first_input: int | None = None
-    for packet in container.demux(stream):
-        try:
-            frames = packet.decode()
-        except av.FFmpegError:
-            return None
-        for frame in frames:
-            if frame.is_corrupt or frame.time is None:
-                return None
+    try:
+        for frame in _timed_frames(container, stream, refuse_corrupt=True):
             time = float(frame.time)
             if first_input is None:
                 position = _input_position(grid, time)
@@ -131,6 +141,8 @@ def decode_audio_window(container, stream, sample_rate: int, grid: AudioGrid, st
             mono.add(frame, after_damage=False)
             if time > stop + WINDOW_TAIL_SECONDS:
                 return first_input * sample_rate // grid.rate, np.concatenate(mono.chunks).astype(np.float32)
+    except _Unusable:
+        return None
     if first_input is None:
         return None
     return first_input * sample_rate // grid.rate, mono.finish()
