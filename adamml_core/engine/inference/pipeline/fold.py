@@ -52,6 +52,8 @@ def _pairs_in(module: nn.Module) -> list[tuple[str, str]]:
 def _traced_pairs(module: nn.Module) -> list[tuple[str, str]]:
     if not any(isinstance(c, _BatchNorm) for c in module.children()):
         return []
+    if type(module).forward is nn.Sequential.forward:  # each child reads the one before: no trace needed
+        return _sequential_pairs(module)
     try:
         graph = _ShallowTracer().trace(module)
     except Exception:  # noqa: BLE001 - an untraceable forward (control flow on values) is simply not folded
@@ -68,6 +70,15 @@ def _traced_pairs(module: nn.Module) -> list[tuple[str, str]]:
                 and calls.count(str(source.target)) == calls.count(str(node.target)) == 1):  # each run once
             pairs.append((str(source.target), str(node.target)))
     return pairs
+
+
+def _sequential_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    """(conv, batch norm) neighbours of a plain ``nn.Sequential`` (each child run once, in order)."""
+    named = list(module.named_children())
+    if len({id(child) for _, child in named}) < len(named):  # a module registered twice runs twice
+        return []
+    return [(a, b) for (a, first), (b, second) in zip(named, named[1:])
+            if isinstance(first, _ConvNd) and isinstance(second, _BatchNorm)]
 
 
 def _foldable(conv: nn.Module, norm: nn.Module) -> bool:
