@@ -43,7 +43,7 @@ def _pairs(text: str, modalities: list[str], option: str) -> dict[str, str]:
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name, sep, value = part.partition("=")
         if not sep:
-            example = modalities[0] if modalities else "rgb"
-            raise RatesError(f"{option}: '{part}' is not modality=rate (e.g. {example}=0.3)")
+            example = f"{modalities[0]}=0.3" if modalities else "<modality>=0.3"
+            raise RatesError(f"{option}: '{part}' is not modality=rate (e.g. {example})")
         pairs[name.strip()] = value.strip()
     return pairs

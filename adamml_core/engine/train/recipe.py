@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from adamml_core.config import ConfigError
 from adamml_core.registry import ComponentOptionsError, RegistryError
 from adamml_core.train_config import StageLossTerms, stage_section
+from adamml_core.engine.train.start_weights import check_start_weights, start_weights_given
 
 # The parts of an AdaMML system a pass can train; "aux" is the stage's own auxiliary module.
 Part = Literal["recognition", "fusion", "policy", "aux"]
@@ -285,8 +286,6 @@ def check_recipe(cfg: Any, components: Any, *, weights_loaded: bool = False) -> 
             raise ConfigError(f"train.{key}: unknown field (typo?); not a training stage either; registered stages: "
                               f"{', '.join(components.stages.names())}")
     _check_fusion_builds(cfg, components)
-    from adamml_core.engine.train.start_weights import check_start_weights, start_weights_given
-
     check_start_weights(cfg)
     weights_loaded = weights_loaded or start_weights_given(cfg)  # recognition.<m>.checkpoint for every modality
     notes = []
